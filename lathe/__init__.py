@@ -1,0 +1,15 @@
+"""lathe: an end-to-end deep-learning compiler.
+
+    from lathe import te
+    C = te.compute(...); s = te.create_schedule(C)
+    kernel = lathe.build(s, [A, B, C], target="llvm")
+"""
+
+from lathe import nd, te
+from lathe.build import build, lower
+from lathe.errors import ArgumentError, BuildError, LatheError, ScheduleError, TargetError
+from lathe.target import Target
+
+__version__ = "0.1.0"
+__all__ = ["te", "nd", "build", "lower", "Target", "LatheError", "ScheduleError", "TargetError", "BuildError",
+           "ArgumentError"]
