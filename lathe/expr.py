@@ -326,10 +326,27 @@ def binary(op: str, a, b) -> Expr:
         folded = fold(op, a.value, b.value, a.dtype)
         if folded is not None:
             return folded
+    trivial = _identity(op, a, b)
+    if trivial is not None:
+        return trivial
     dtype = a.dtype if op in _ARITH else with_lanes("bool", lanes_of(a.dtype))
     if op in ("and", "or") and scalar_of(a.dtype) != "bool":
         raise TypeError(f"'{op}' needs boolean operands, got {a.dtype}")
     return Binary(op, a, b, dtype)
+
+
+def _identity(op: str, a: Expr, b: Expr) -> Expr | None:
+    """x + 0, 0 + x, x - 0, x * 1, 1 * x (and x * 0 for ints): keep raw lowered IR readable."""
+    for x, c, commutes in ((a, b, True), (b, a, False)):
+        if not isinstance(c, Const) or lanes_of(c.dtype) > 1:
+            continue
+        if c.value == 0 and (op == "+" or (op == "-" and commutes)) and not is_float(x.dtype):
+            return x
+        if c.value == 1 and op == "*":
+            return x
+        if c.value == 0 and op == "*" and not is_float(x.dtype):
+            return c
+    return None
 
 
 def fold(op: str, x, y, dtype: str) -> Const | None:

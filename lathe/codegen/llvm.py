@@ -263,6 +263,8 @@ class _Codegen:
             first = idx.base if n > 1 else idx
             ptr = self.b.gep(base, [self.b.sext(self.expr(first), I64)], inbounds=True, source_etype=elem)
             vt = elem if n == 1 else ir.VectorType(elem, n)
+            if not ptr.type.is_opaque and n > 1:  # an alloca's typed pointer: view it as a vector pointer
+                ptr = self.b.bitcast(ptr, vt.as_pointer())
             align = _fbytes(buffer.dtype) if is_float(buffer.dtype) else max(1, elem.width // 8)
             if value is None:
                 return self.b.load(ptr, typ=vt, align=align)

@@ -185,7 +185,7 @@ class Stage:
             raise self._err("an output of the schedule cannot be computed inside another stage")
         if not self.schedule._consumes(parent, self):
             raise self._err(f"compute_at: stage {parent.name} does not read {self.name}, so there is no "
-                            "region to compute; attach a stage only inside one of its consumers")
+                            f"region to compute at its axis {ivar.name}; attach a stage only inside a consumer")
         self.attach, self.attach_stage, self.attach_ivar = "at", parent, ivar
 
     def compute_inline(self) -> None:
@@ -239,13 +239,18 @@ class Schedule:
         return [s for s in self.stages if any(self[t.op] is stage for t in s.op.input_tensors())]
 
     def _consumes(self, consumer: Stage, producer: Stage) -> bool:
-        """Does `consumer` read `producer`, directly or through inlined stages?"""
-        todo = [self[t.op] for t in consumer.op.input_tensors()]
+        """Does `consumer` read `producer`, directly or through other stages?
+
+        Reading through a stage that is not nested in the consumer's loop is caught at lowering,
+        where the loop structure is final.
+        """
+        todo, seen = [self[t.op] for t in consumer.op.input_tensors()], set()
         while todo:
             s = todo.pop()
             if s is producer:
                 return True
-            if s.attach == "inline":
+            if s not in seen:
+                seen.add(s)
                 todo.extend(self[t.op] for t in s.op.input_tensors())
         return False
 
