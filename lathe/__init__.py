@@ -6,10 +6,10 @@
 """
 
 from lathe import nd, te
-from lathe.build import build, lower
-from lathe.errors import ArgumentError, BuildError, LatheError, ScheduleError, TargetError
+from lathe.build import build, compile, load, lower
+from lathe.errors import ArgumentError, BuildError, LatheError, ModelError, ScheduleError, TargetError
 from lathe.target import Target
 
 __version__ = "0.1.0"
-__all__ = ["te", "nd", "build", "lower", "Target", "LatheError", "ScheduleError", "TargetError", "BuildError",
-           "ArgumentError"]
+__all__ = ["te", "nd", "build", "lower", "compile", "load", "Target", "LatheError", "ModelError", "ScheduleError",
+           "TargetError", "BuildError", "ArgumentError"]

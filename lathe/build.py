@@ -1,4 +1,4 @@
-"""`lathe.lower` and `lathe.build`: schedule -> loop IR -> compiled kernel."""
+"""The driver: `lathe.lower`, `lathe.build` (one kernel) and `lathe.compile` (a whole model)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,25 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
         return build_c(func, t)
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
+
+
+def compile(model, target: str | Target = "llvm", shapes: dict | None = None, verbose: bool = False):
+    """Compile a model (ONNX path, bytes or ModelProto) for `target`; returns a callable GraphModule.
+
+    `shapes` fixes input shapes ({name: shape}); symbolic dimensions default to 1.
+    """
+    from lathe.frontend.onnx import load_onnx
+    from lathe.graph.compiler import compile_graph
+
+    t = Target.parse(target)
+    if t.kind not in BUILDABLE:
+        raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
+                          f"(available: {', '.join(BUILDABLE)})")
+    return compile_graph(load_onnx(model, shapes), t, verbose=verbose)
+
+
+def load(path: str):
+    """Load a compiled model saved with `module.save(path)`."""
+    from lathe.runtime.graph_module import GraphModule
+
+    return GraphModule.load(path)

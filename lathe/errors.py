@@ -19,3 +19,7 @@ class BuildError(LatheError):
 
 class ArgumentError(LatheError, ValueError):
     """Arguments passed to a compiled kernel do not match its signature."""
+
+
+class ModelError(LatheError, ValueError):
+    """A model lathe cannot compile: unreadable, unsupported operators, bad shapes, cycles."""

@@ -75,24 +75,24 @@ def target_machine(target: Target):
 
 
 class _Codegen:
-    def __init__(self, func: PrimFunc, target: Target, vector_bits: int):
-        self.func, self.target, self.vector_bits = func, target, vector_bits
-        self.module = ir.Module(name=func.name)
-        self.values: dict = {}  # Var -> ir.Value, Buffer -> pointer
-        self.n_outlined = 0
+    def __init__(self, target: Target, vector_bits: int, name: str):
+        self.target, self.vector_bits = target, vector_bits
+        self.module = ir.Module(name=name)
         self.in_parallel = False
 
     # ------------------------------------------------------------------ functions
-    def run(self) -> str:
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR] * len(self.func.params)), self.func.name)
-        for arg, buf in zip(fn.args, self.func.params):
+    def add(self, func: PrimFunc) -> None:
+        self.func, self.values, self.n_outlined = func, {}, 0  # values: Var -> ir.Value, Buffer -> pointer
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR] * len(func.params)), func.name)
+        for arg, buf in zip(fn.args, func.params):
             arg.name = buf.name
             arg.add_attribute("noalias")
             self.values[buf] = arg
-        self._emit_function(fn, self.func.body)
-        text = str(self.module)
+        self._emit_function(fn, func.body)
+
+    def text(self) -> str:
         attrs = f'"prefer-vector-width"="{self.vector_bits}" "min-legal-vector-width"="{self.vector_bits}"'
-        return text.replace(") nounwind\n", f") nounwind {attrs}\n")
+        return str(self.module).replace(") nounwind\n", f") nounwind {attrs}\n")
 
     def _emit_function(self, fn: ir.Function, body: Stmt) -> None:
         fn.attributes.add("nounwind")
@@ -432,24 +432,36 @@ def vector_bits_for(features: str) -> int:
     return 512 if "+avx512f" in features else 256 if "+avx" in features or not features else 128
 
 
-def build_llvm(func: PrimFunc, target: Target) -> Kernel:
-    tm, cpu, features = target_machine(target)
+def compile_llvm(funcs: list, target: Target, name: str = "module") -> tuple:
+    """Compile PrimFuncs into one LLVM module: (LLVMLibrary, {function name: address}, IR text)."""
+    tm, _, features = target_machine(target)
     bits = int(target.attrs.get("vector-bits", 0)) or vector_bits_for(features)
-    text = _Codegen(func, target, bits).run()
+    gen = _Codegen(target, bits, name)
+    for f in funcs:
+        gen.add(f)
+    text = gen.text()
     try:
         mod = llvm.parse_assembly(text)
         mod.verify()
     except RuntimeError as err:
-        raise BuildError(f"kernel {func.name}: LLVM rejected the generated IR: {err}") from None
+        raise BuildError(f"{name}: LLVM rejected the generated IR: {err}") from None
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
     pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
     pb.getModulePassManager().run(mod, pb)
     engine = llvm.create_mcjit_compiler(mod, tm)
     engine.finalize_object()
-    addr = engine.get_function_address(func.name)
-    cfunc = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(func.params))(addr)
-    lib = LLVMLibrary(mod, tm, engine)
+    addrs = {f.name: engine.get_function_address(f.name) for f in funcs}
+    return LLVMLibrary(mod, tm, engine), addrs, text
+
+
+def cfunc_at(addr: int, nargs: int):
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs)(addr)
+
+
+def build_llvm(func: PrimFunc, target: Target) -> Kernel:
+    lib, addrs, text = compile_llvm([func], target, func.name)
+    cfunc = cfunc_at(addrs[func.name], len(func.params))
     return Kernel(func.name, param_specs(func), cfunc, None, text, str(func), str(target), lib)
 
 

@@ -1,0 +1,269 @@
+"""ONNX -> lathe graph IR.
+
+Shapes and dtypes come from the operator library itself: each node's tensor expression is
+built over placeholders, and its output tensors carry the shapes. Nodes whose operands are all
+constant are folded by compiling and running that same expression, so there is one definition
+of every operator.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lathe.errors import LatheError, ModelError
+from lathe.graph.ir import Graph, Node, Value, topo_sort
+
+MAX_FOLD_ELEMENTS = 1 << 24  # larger constant results are computed at run time instead
+FOLDED_HERE = ("Constant", "Shape", "Size")
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as err:  # pragma: no cover - onnx is a core dependency
+        raise ModelError("reading ONNX models needs the `onnx` package: pip install onnx") from err
+    return onnx
+
+
+def parse(model) -> object:
+    """A ModelProto from a path, bytes or a ModelProto, or a ModelError saying what is wrong."""
+    onnx = _onnx()
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise ModelError(f"model file {path!r} does not exist")
+        with open(path, "rb") as fh:
+            model = fh.read()
+        where = f"file {path!r}"
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        where = f"{len(model)} bytes"
+    else:
+        raise ModelError(f"cannot read a model from {type(model).__name__}; pass a path, bytes or onnx.ModelProto")
+    try:
+        proto = onnx.ModelProto()
+        proto.ParseFromString(bytes(model))
+    except Exception as err:  # protobuf raises its own DecodeError and others
+        raise ModelError(f"{where} is not a valid ONNX model (protobuf could not parse it: {err})") from None
+    if not proto.HasField("graph") or not proto.graph.node:
+        raise ModelError(f"{where} holds no ONNX graph (empty or not an ONNX file)")
+    return proto
+
+
+def np_dtype(elem_type: int) -> str:
+    onnx = _onnx()
+    try:
+        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"ONNX element type {elem_type} is not supported") from None
+
+
+def _attr_value(a, op: str):
+    onnx = _onnx()
+    v = onnx.helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, onnx.TensorProto):
+        return onnx.numpy_helper.to_array(v)
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [x.decode("utf-8", "replace") for x in v]
+    if isinstance(v, (onnx.GraphProto, list)) and a.type in (a.GRAPH, a.GRAPHS):
+        raise ModelError(f"op {op}: attribute {a.name} is a subgraph; control flow is not supported")
+    if isinstance(v, list):
+        return list(v)
+    return v
+
+
+DTYPE_ATTRS = {("Cast", "to"), ("EyeLike", "dtype"), ("CastLike", "to")}
+
+
+def _attrs(node) -> dict:
+    out = {}
+    for a in node.attribute:
+        v = _attr_value(a, node.op_type)
+        if (node.op_type, a.name) in DTYPE_ATTRS:
+            v = np_dtype(v)
+        out[a.name] = v
+    return out
+
+
+def _dims(vi, shapes: dict) -> tuple:
+    name = vi.name
+    if name in shapes:
+        return tuple(int(d) for d in shapes[name])
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        raise ModelError(f"input {name!r} has no shape in the model; pass shapes={{{name!r}: (...)}}")
+    dims = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(d.dim_value)
+        else:
+            dims.append(1)  # a symbolic dimension (batch): static shapes are a compile-time choice
+    return tuple(dims)
+
+
+class _Importer:
+    def __init__(self, proto, shapes: dict):
+        from lathe import ops
+
+        self.ops = ops.OPS
+        self.proto = proto
+        self.shapes = dict(shapes or {})
+        self.values: dict[str, Value] = {}
+        self.nodes: list[Node] = []
+
+    def run(self) -> Graph:
+        onnx = _onnx()
+        g = self.proto.graph
+        for init in g.initializer:
+            try:
+                arr = onnx.numpy_helper.to_array(init)
+            except Exception as err:
+                raise ModelError(f"initializer {init.name!r} cannot be read: {err}") from None
+            self.values[init.name] = Value(init.name, tuple(arr.shape), str(arr.dtype), np.ascontiguousarray(arr))
+        inputs = []
+        for vi in g.input:
+            if vi.name in self.values:
+                continue  # older exporters list initializers as inputs too
+            dtype = np_dtype(vi.type.tensor_type.elem_type)
+            self.values[vi.name] = Value(vi.name, _dims(vi, self.shapes), dtype)
+            inputs.append(vi.name)
+        unknown = set(self.shapes) - set(inputs)
+        if unknown:
+            raise ModelError(f"shapes given for {sorted(unknown)}, which are not inputs of the model; "
+                             f"its inputs are {inputs}")
+        self._check_supported(g)
+        nodes = [self._raw(k, n) for k, n in enumerate(g.node)]
+        for raw in topo_sort(nodes, set(self.values)):
+            self._convert(raw)
+        outputs = [o.name for o in g.output]
+        for o in outputs:
+            if o not in self.values:
+                raise ModelError(f"graph output {o!r} is not produced by any node")
+        return Graph(inputs, outputs, self.nodes, self.values)
+
+    def _check_supported(self, g) -> None:
+        missing = {}
+        for n in g.node:
+            if n.domain not in ("", "ai.onnx") or (n.op_type not in self.ops and n.op_type not in FOLDED_HERE):
+                key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                missing.setdefault(key, []).append(n.name or f"#{list(g.node).index(n)}")
+        if missing:
+            listed = "; ".join(f"{op} (nodes: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                               for op, names in sorted(missing.items()))
+            raise ModelError(f"the model uses {len(missing)} operator(s) lathe does not support: {listed}")
+
+    @staticmethod
+    def _raw(k: int, n) -> Node:
+        name = n.name or f"{n.op_type}_{k}"
+        return Node(n.op_type, name, [i for i in n.input], [o for o in n.output], {"_proto": n})
+
+    def _convert(self, raw: Node) -> None:
+        proto = raw.attrs.pop("_proto")
+        raw.inputs = [i for i in raw.inputs]  # keep '' placeholders until const inputs are taken
+        try:
+            attrs = _attrs(proto)
+        except LatheError:
+            raise
+        except Exception as err:
+            raise ModelError(f"node {raw.name} ({raw.op}): cannot read its attributes: {err}") from None
+        if raw.op in FOLDED_HERE:
+            return self._fold_here(raw, attrs)
+        opdef = self.ops[raw.op]
+        tensor_inputs = []
+        for pos, name in enumerate(raw.inputs):
+            if not name:
+                continue
+            if pos in opdef.const_inputs:
+                v = self.values[name]
+                if not v.is_const:
+                    raise ModelError(f"node {raw.name} ({raw.op}): input {pos} ({opdef.const_inputs[pos]}) must be "
+                                     f"a constant known at compile time, but {name!r} is computed at run time")
+                attrs[opdef.const_inputs[pos]] = v.data
+            else:
+                tensor_inputs.append(name)
+        outs = [o for o in raw.outputs]
+        while outs and not outs[-1]:
+            outs.pop()
+        node = Node(raw.op, raw.name, tensor_inputs, outs, attrs)
+        results = self._infer(node)
+        if all(self.values[i].is_const for i in tensor_inputs) and self._foldable(results):
+            arrays = evaluate(node, [self.values[i].data for i in tensor_inputs], self.ops)
+            for name, arr in zip(outs, arrays):
+                if name:
+                    self.values[name] = Value(name, tuple(arr.shape), str(arr.dtype), arr)
+            return
+        for name, t in zip(outs, results):
+            if name:
+                self.values[name] = Value(name, tuple(t.shape), t.dtype)
+        node.outputs = outs
+        self.nodes.append(node)
+
+    def _infer(self, node: Node) -> list:
+        ins = [self.values[i] for i in node.inputs]
+        return build_op(node, [(v.shape, v.dtype) for v in ins], self.ops)[1]
+
+    @staticmethod
+    def _foldable(results: list) -> bool:
+        return sum(int(np.prod(t.shape, dtype=np.int64)) for t in results) <= MAX_FOLD_ELEMENTS
+
+    def _fold_here(self, raw: Node, attrs: dict) -> None:
+        if raw.op == "Constant":
+            if len(attrs) != 1:
+                raise ModelError(f"node {raw.name} (Constant) needs exactly one value attribute, got {sorted(attrs)}")
+            key, v = next(iter(attrs.items()))
+            dtype = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+                     "value_ints": np.int64}.get(key)
+            arr = np.asarray(v, dtype=dtype) if dtype is not None else np.asarray(v)
+        else:
+            if not raw.inputs or raw.inputs[0] not in self.values:
+                raise ModelError(f"node {raw.name} ({raw.op}) has no input")
+            shape = self.values[raw.inputs[0]].shape
+            if raw.op == "Size":
+                arr = np.asarray(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+            else:
+                start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+                arr = np.asarray(shape[slice(start, end)], dtype=np.int64)
+        name = raw.outputs[0]
+        self.values[name] = Value(name, tuple(arr.shape), str(arr.dtype), np.ascontiguousarray(arr))
+
+
+def build_op(node: Node, inputs: list, ops: dict) -> tuple:
+    """(placeholders, outputs): the node's tensor expression over placeholders of the given shapes."""
+    from lathe import te
+    from lathe.ops.registry import call
+
+    phs = [te.placeholder(shape, dtype, name=f"in{k}") for k, (shape, dtype) in enumerate(inputs)]
+    shapes = ", ".join(f"{dt}{list(sh)}" for sh, dt in inputs)
+    try:
+        outs = call(node.op, phs, node.attrs, len(node.outputs))
+    except LatheError as err:
+        raise ModelError(f"node {node.name} ({node.op}) with inputs ({shapes}): {err}") from None
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as err:
+        raise ModelError(f"node {node.name} ({node.op}) with inputs ({shapes}): {type(err).__name__}: {err}") from None
+    if len(outs) < len(node.outputs):
+        raise ModelError(f"node {node.name} ({node.op}) has {len(node.outputs)} outputs, lathe computes {len(outs)}")
+    return phs, outs
+
+
+def evaluate(node: Node, arrays: list, ops: dict) -> list:
+    """Run one node on constant inputs with lathe itself (llvm, default schedule)."""
+    import lathe
+    from lathe import te
+
+    phs, outs = build_op(node, [(a.shape, str(a.dtype)) for a in arrays], ops)
+    outs = outs[:max(1, len(node.outputs))]
+    s = te.create_schedule(outs)
+    kernel = lathe.build(s, phs + outs, target="llvm", name=f"fold_{node.op}")
+    results = [np.empty(t.shape, t.dtype) for t in outs]
+    kernel(*[np.ascontiguousarray(a) for a in arrays], *results)
+    return results
+
+
+def load_onnx(model, shapes: dict | None = None) -> Graph:
+    """Read an ONNX model (path, bytes or ModelProto) into lathe's graph IR."""
+    return _Importer(parse(model), shapes or {}).run()

@@ -1,0 +1,100 @@
+"""Graph -> kernels: each fused group becomes one tensor-expression program, scheduled for the target."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from lathe import te
+from lathe.errors import LatheError, ModelError
+from lathe.graph.ir import Graph
+from lathe.graph.passes import Group, fold_batchnorm, fuse, plan_memory, remove_dead
+from lathe.ops.registry import OPS, call
+from lathe.target import Target
+from lathe.tir import PrimFunc, lower_schedule, run_pipeline
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"\W", "_", name) or "v"
+
+
+def group_program(g: Graph, gr: Group) -> tuple:
+    """Placeholders for the group's inputs, its output tensors, and every node's output tensors."""
+    tensors: dict = {}
+    for name in gr.inputs():
+        v = g.values[name]
+        tensors[name] = te.placeholder(v.shape, v.dtype, name=_ident(name))
+    for n in gr.nodes:
+        try:
+            outs = call(n.op, [tensors[i] for i in n.inputs], n.attrs, len(n.outputs))
+        except LatheError as err:
+            raise ModelError(f"node {n.name} ({n.op}): {err}") from None
+        for name, t in zip(n.outputs, outs):
+            tensors[name] = t
+    return [tensors[i] for i in gr.inputs()], [tensors[o] for o in gr.outputs], tensors
+
+
+def schedule_group(g: Graph, gr: Group, target: Target):
+    """Inline the group's elementwise/injective intermediates, then apply the heavy op's schedule."""
+    from lathe.ops import cpu  # target family: the only one so far
+
+    ins, outs, tensors = group_program(g, gr)
+    s = te.create_schedule(outs)
+    last = gr.nodes[-1]
+    for n in gr.nodes:
+        if n is gr.master or n is last:
+            continue
+        for o in n.outputs:
+            st = s[tensors[o]]
+            if not st.op.reduce_axis:
+                st.compute_inline()
+    out = outs[0]
+    if gr.master is not None and OPS[gr.master.op].schedule is not None:
+        OPS[gr.master.op].schedule(s, tensors[gr.master.outputs[0]], out, target)
+    elif gr.master is None and len(outs) == 1:
+        cpu.schedule_injective(s, out, target)
+    return s, ins + outs
+
+
+def lower_groups(g: Graph, groups: list, target: Target) -> list[PrimFunc]:
+    funcs = []
+    for k, gr in enumerate(groups):
+        s, args = schedule_group(g, gr, target)
+        name = f"k{k}_{_ident(gr.name)}"
+        funcs.append(run_pipeline(lower_schedule(s, args, name)))
+    return funcs
+
+
+def optimize(g: Graph) -> Graph:
+    return fold_batchnorm(remove_dead(g))
+
+
+def compile_graph(g: Graph, target: Target, verbose: bool = False):
+    """Optimise, fuse, plan memory, lower and compile every group; returns a GraphModule."""
+    from lathe.runtime.graph_module import GraphModule
+
+    t0 = time.perf_counter()
+    g = optimize(g)
+    groups = fuse(g)
+    plan = plan_memory(g, groups)
+    funcs = lower_groups(g, groups, target)
+    t_lower = time.perf_counter() - t0
+    steps = [{"kernel": f.name, "args": gr.inputs() + gr.outputs, "ops": [n.op for n in gr.nodes],
+              "nodes": [n.name for n in gr.nodes]} for f, gr in zip(funcs, groups)]
+    spec = {
+        "target": str(target),
+        "inputs": [{"name": i, "shape": list(g.values[i].shape), "dtype": g.values[i].dtype} for i in g.inputs],
+        "outputs": [{"name": o, "shape": list(g.values[o].shape), "dtype": g.values[o].dtype} for o in g.outputs],
+        "values": {name: {"shape": list(v.shape), "dtype": v.dtype} for name, v in g.values.items()},
+        "slots": plan.slot_bytes,
+        "slot_of": plan.slot_of,
+        "steps": steps,
+    }
+    params = {name: v.data for name, v in g.values.items() if v.is_const}
+    mod = GraphModule.from_funcs(spec, params, funcs, target)
+    mod.stats = {"lower_s": t_lower, "compile_s": time.perf_counter() - t0, "kernels": len(funcs),
+                 "nodes": len(g.nodes), "planned_peak_bytes": plan.peak_bytes, "param_bytes": g.param_bytes()}
+    if verbose:
+        print(f"compiled {len(g.nodes)} nodes into {len(funcs)} kernels in {mod.stats['compile_s']:.1f} s; "
+              f"planned intermediate memory {plan.peak_bytes / 2**20:.1f} MiB")
+    return mod

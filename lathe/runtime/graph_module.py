@@ -1,0 +1,237 @@
+"""The graph executor: runs a compiled model's kernels in order over planned buffers.
+
+Every buffer is allocated once; each step's argument pointers are computed once, so a run is
+a loop of foreign calls. An artifact directory holds:
+  graph.json     inputs, outputs, value shapes, memory slots, steps (kernel + argument names),
+                 and where each parameter lies in params.bin
+  params.bin     parameters, each 64-byte aligned, raw little-endian in C order
+  kernels.so     the compiled kernels (one shared library)
+  manifest.json  SHA-256 of each file, checked by lathe.load
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from lathe.errors import ArgumentError, ModelError
+from lathe.nd import _aligned_empty
+from lathe.target import Target
+
+ALIGN = 64
+FILES = ("graph.json", "params.bin", "kernels.so")
+
+
+class GraphModule:
+    """A compiled model. `mod(x)` or `mod.run({name: array})` returns NumPy outputs."""
+
+    def __init__(self, spec: dict, params: dict, kernels: dict, lib, source: str = ""):
+        self.spec, self.source, self._lib = spec, source, lib
+        self.target = spec["target"]
+        self.stats: dict = {}
+        self._params = params
+        bufs: dict = {}
+        for name, arr in params.items():
+            bufs[name] = _aligned_copy(arr)
+        arenas = [_aligned_empty((max(n, 1),), "uint8") for n in spec["slots"]]
+        for name, slot in spec["slot_of"].items():
+            v = spec["values"][name]
+            nbytes = int(np.prod(v["shape"], dtype=np.int64)) * np.dtype(v["dtype"]).itemsize
+            bufs[name] = arenas[slot][:nbytes].view(v["dtype"]).reshape(v["shape"])
+        for io in spec["inputs"] + spec["outputs"]:
+            if io["name"] not in bufs:
+                bufs[io["name"]] = _aligned_empty(tuple(io["shape"]), io["dtype"])
+        self._bufs = bufs
+        self._steps = []
+        for st in spec["steps"]:
+            fn = kernels[st["kernel"]]
+            self._steps.append((fn, tuple(bufs[a].ctypes.data for a in st["args"])))
+        self._input_names = [i["name"] for i in spec["inputs"]]
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def from_funcs(spec: dict, params: dict, funcs: list, target: Target) -> GraphModule:
+        if target.kind == "llvm":
+            from lathe.codegen.llvm import cfunc_at, compile_llvm
+
+            lib, addrs, text = compile_llvm(funcs, target, "model")
+            kernels = {f.name: cfunc_at(addrs[f.name], len(f.params)) for f in funcs}
+            return GraphModule(spec, params, kernels, lib, text)
+        if target.kind == "c":
+            from lathe.codegen.c import compile_c, render_c_module
+
+            source = render_c_module(funcs, target.threads)
+            path = compile_c(source)
+            lib = ctypes.CDLL(path)
+            kernels = {f.name: _typed(getattr(lib, f.name), len(f.params)) for f in funcs}
+            mod = GraphModule(spec, params, kernels, lib, source)
+            mod._lib_path = path
+            return mod
+        from lathe.errors import TargetError
+
+        raise TargetError(f"target {target.kind!r} cannot run whole models in this version of lathe")
+
+    # ------------------------------------------------------------------ running
+    @property
+    def input_names(self) -> list:
+        return list(self._input_names)
+
+    @property
+    def output_names(self) -> list:
+        return [o["name"] for o in self.spec["outputs"]]
+
+    def _feed(self, feed: dict) -> None:
+        if not isinstance(feed, dict):
+            raise ArgumentError(f"run() takes a dict {{input name: array}}; the inputs are {self._input_names}")
+        unknown = set(feed) - set(self._input_names)
+        missing = [n for n in self._input_names if n not in feed]
+        if unknown or missing:
+            parts = [f"{sorted(unknown)} are not inputs of this model" if unknown else "",
+                     f"missing inputs {missing}" if missing else "", f"the model's inputs are {self._input_names}"]
+            raise ArgumentError("; ".join(p for p in parts if p))
+        for spec in self.spec["inputs"]:
+            arr = feed[spec["name"]]
+            arr = arr.numpy() if hasattr(arr, "numpy") and not isinstance(arr, np.ndarray) else np.asarray(arr)
+            if list(arr.shape) != spec["shape"]:
+                raise ArgumentError(f"input {spec['name']!r} has shape {tuple(arr.shape)}, the model was compiled "
+                                    f"for {tuple(spec['shape'])}")
+            if str(arr.dtype) != spec["dtype"]:
+                raise ArgumentError(f"input {spec['name']!r} has dtype {arr.dtype}, expected {spec['dtype']}")
+            np.copyto(self._bufs[spec["name"]], arr)
+
+    def _execute(self) -> None:
+        for fn, ptrs in self._steps:
+            fn(*ptrs)
+
+    def run(self, feed: dict) -> list:
+        self._feed(feed)
+        self._execute()
+        return [self._output(o["name"]) for o in self.spec["outputs"]]
+
+    def _output(self, name: str) -> np.ndarray:
+        src = self._params.get(name)
+        return np.array(src if src is not None else self._bufs[name])
+
+    def __call__(self, *arrays):
+        if len(arrays) != len(self._input_names):
+            raise ArgumentError(f"the model takes {len(self._input_names)} inputs {self._input_names}, "
+                                f"got {len(arrays)}")
+        outs = self.run(dict(zip(self._input_names, arrays)))
+        return outs[0] if len(outs) == 1 else outs
+
+    def benchmark(self, feed: dict, repeat: int = 50, warmup: int = 5) -> list:
+        """Seconds per run of the whole model (inputs already set, outputs not copied)."""
+        self._feed(feed)
+        for _ in range(warmup):
+            self._execute()
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            self._execute()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def profile(self, feed: dict, repeat: int = 20) -> list:
+        """Per-kernel median times: [{kernel, ops, ms, percent}], slowest first."""
+        self._feed(feed)
+        self._execute()
+        rows = []
+        for st, (fn, ptrs) in zip(self.spec["steps"], self._steps):
+            ts = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                fn(*ptrs)
+                ts.append(time.perf_counter() - t0)
+            rows.append({"kernel": st["kernel"], "ops": "+".join(st["ops"]), "ms": float(np.median(ts)) * 1e3})
+        total = sum(r["ms"] for r in rows) or 1.0
+        for r in rows:
+            r["percent"] = 100 * r["ms"] / total
+        return sorted(rows, key=lambda r: -r["ms"])
+
+    # ------------------------------------------------------------------ artifacts
+    def save(self, path: str) -> None:
+        """Write the artifact directory (see the module docstring)."""
+        os.makedirs(path, exist_ok=True)
+        spec = dict(self.spec)
+        index, offset = {}, 0
+        with open(os.path.join(path, "params.bin"), "wb") as fh:
+            for name, arr in self._params.items():
+                pad = (-offset) % ALIGN
+                fh.write(b"\0" * pad)
+                offset += pad
+                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+                index[name] = {"offset": offset, "shape": list(arr.shape), "dtype": str(arr.dtype)}
+                fh.write(data)
+                offset += len(data)
+        spec["params"] = index
+        with open(os.path.join(path, "graph.json"), "w") as fh:
+            json.dump(spec, fh, indent=1)
+        self._write_library(os.path.join(path, "kernels.so"))
+        manifest = {f: _sha256(os.path.join(path, f)) for f in FILES}
+        with open(os.path.join(path, "manifest.json"), "w") as fh:
+            json.dump({"format": "lathe-artifact-1", "sha256": manifest}, fh, indent=1)
+
+    def _write_library(self, dest: str) -> None:
+        if getattr(self, "_lib_path", None):
+            shutil.copyfile(self._lib_path, dest)
+            return
+        from lathe.codegen.llvm import link_shared
+
+        self._lib_path = link_shared(self._lib, "model")
+        shutil.copyfile(self._lib_path, dest)
+
+    @staticmethod
+    def load(path: str) -> GraphModule:
+        """Load an artifact written by save(); refuses files whose SHA-256 does not match the manifest."""
+        try:
+            with open(os.path.join(path, "manifest.json")) as fh:
+                manifest = json.load(fh)["sha256"]
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelError(f"{path!r} is not a lathe artifact (manifest.json: {err})") from None
+        for f in FILES:
+            got = _sha256(os.path.join(path, f))
+            if got != manifest.get(f):
+                raise ModelError(f"artifact {path!r}: {f} does not match its SHA-256 in manifest.json "
+                                 "(modified or corrupted); refusing to load it")
+        with open(os.path.join(path, "graph.json")) as fh:
+            spec = json.load(fh)
+        raw = np.fromfile(os.path.join(path, "params.bin"), dtype=np.uint8)
+        params = {}
+        for name, p in spec.pop("params").items():
+            dt = np.dtype(p["dtype"]).newbyteorder("<")
+            n = int(np.prod(p["shape"], dtype=np.int64)) * dt.itemsize
+            params[name] = raw[p["offset"]:p["offset"] + n].view(dt).reshape(p["shape"]).astype(p["dtype"])
+        lib_path = os.path.join(path, "kernels.so")
+        lib = ctypes.CDLL(os.path.abspath(lib_path))
+        kernels = {}
+        for st in spec["steps"]:
+            kernels[st["kernel"]] = _typed(getattr(lib, st["kernel"]), len(st["args"]))
+        mod = GraphModule(spec, params, kernels, lib)
+        mod._lib_path = lib_path
+        return mod
+
+
+def _typed(fn, nargs: int):
+    fn.argtypes = [ctypes.c_void_p] * nargs
+    fn.restype = None
+    return fn
+
+
+def _aligned_copy(arr: np.ndarray) -> np.ndarray:
+    out = _aligned_empty(arr.shape, arr.dtype)
+    out[...] = arr
+    return out
+
+
+def _sha256(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
