@@ -1,11 +1,15 @@
-"""The `lathe` command."""
+"""The `lathe` command: compile, run, classify, check, info, targets."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 
+import numpy as np
+
+from lathe.errors import LatheError
 from lathe.target import BUILDABLE, KINDS
 
 
@@ -23,11 +27,29 @@ def target_status() -> list[tuple[str, bool, str]]:
             except Exception as err:  # noqa: BLE001 - report any failure to load LLVM as the reason
                 rows.append((kind, False, f"llvmlite does not load: {err}"))
         elif kind == "c":
-            cc = shutil.which("cc") or shutil.which("gcc")
+            cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
             rows.append((kind, bool(cc), f"C compiler {cc}" if cc else "no C compiler (apt-get install gcc)"))
         else:
             rows.append((kind, False, "no code generator in this version of lathe"))
     return [r for r in rows if r[0] in BUILDABLE or not r[1]]
+
+
+def resolve_model(name: str, batch: int = 1):
+    """A model file path, or the name of a model in lathe.zoo."""
+    if os.path.exists(name):
+        return name
+    from lathe import zoo
+
+    try:
+        return zoo.get_model(name, batch=batch)
+    except ValueError as err:
+        raise LatheError(f"{name!r} is neither a model file nor a zoo model: {err}") from None
+
+
+def _compile(args, model=None):
+    import lathe
+
+    return lathe.compile(model if model is not None else resolve_model(args.model), args.target, verbose=True)
 
 
 def cmd_targets(_args) -> int:
@@ -36,12 +58,133 @@ def cmd_targets(_args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    mod = _compile(args)
+    mod.save(args.output)
+    print(f"saved {args.output} ({mod.stats['kernels']} kernels, compiled in {mod.stats['compile_s']:.1f} s)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import lathe
+
+    mod = lathe.load(args.model) if os.path.isfile(os.path.join(args.model, "manifest.json")) else _compile(args)
+    feed = {}
+    for item in args.input:
+        name, _, path = item.partition("=")
+        if not path:
+            raise LatheError(f"--input {item!r}: write NAME=FILE.npy")
+        feed[name] = np.load(path, allow_pickle=False)
+    outs = mod.run(feed)
+    for k, out in enumerate(outs):
+        if k < len(args.output):
+            np.save(args.output[k], out, allow_pickle=False)
+            print(f"{mod.output_names[k]}: {out.dtype}{list(out.shape)} -> {args.output[k]}")
+        else:
+            print(f"{mod.output_names[k]}: {out.dtype}{list(out.shape)} (pass --output FILE.npy to save)")
+    return 0
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def cmd_classify(args) -> int:
+    from lathe import zoo
+
+    if args.image:
+        from skimage import io
+
+        img = io.imread(args.image)[..., :3]
+    else:
+        img = zoo.cat_image()
+    x = zoo.preprocess(img)
+    mod = _compile(args, zoo.get_model(args.model))
+    probs = softmax(mod(x)[0].astype(np.float64))
+    labels = zoo.imagenet_labels()
+    print(f"{args.model} on {args.target}, image {args.image or 'the sample cat (scikit-image chelsea)'}:")
+    for k in np.argsort(-probs)[:5]:
+        print(f"  {probs[k]:.4f}  {labels[k]}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    import lathe
+    from lathe.frontend.onnx import parse
+
+    model = resolve_model(args.model)
+    proto = parse(model)
+    mod = lathe.compile(proto, args.target, verbose=True)
+    rng = np.random.default_rng(0)
+    feed = {}
+    for spec in mod.spec["inputs"]:
+        if spec["dtype"].startswith("float"):
+            feed[spec["name"]] = rng.standard_normal(spec["shape"]).astype(spec["dtype"])
+        else:
+            feed[spec["name"]] = rng.integers(0, 10, spec["shape"]).astype(spec["dtype"])
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    expect = sess.run(None, feed)
+    got = mod.run(feed)
+    worst = 0.0
+    for name, g, e in zip(mod.output_names, got, expect):
+        abs_err = float(np.max(np.abs(g.astype(np.float64) - e))) if g.size else 0.0
+        rel_err = abs_err / max(float(np.max(np.abs(e))), 1e-30) if g.size else 0.0
+        worst = max(worst, rel_err)
+        print(f"{name}: max abs error {abs_err:.3e}, max rel error {rel_err:.3e} (relative to max |ORT output|)")
+    ok = worst <= args.rtol
+    print(f"{'PASS' if ok else 'FAIL'}: max relative error {worst:.3e} {'<=' if ok else '>'} {args.rtol:g}")
+    return 0 if ok else 1
+
+
+def cmd_info(args) -> int:
+    from lathe.frontend.onnx import load_onnx
+    from lathe.graph.ir import count_flops
+
+    g = load_onnx(resolve_model(args.model))
+    n_params = sum(int(np.prod(v.shape)) for v in g.values.values() if v.is_const)
+    print(f"inputs:  {', '.join(f'{i} {g.values[i].dtype}{list(g.values[i].shape)}' for i in g.inputs)}")
+    print(f"outputs: {', '.join(f'{o} {g.values[o].dtype}{list(g.values[o].shape)}' for o in g.outputs)}")
+    print(f"nodes: {len(g.nodes)}; parameters: {n_params:,} ({g.param_bytes() / 2**20:.1f} MiB); "
+          f"GFLOPs: {count_flops(g) / 1e9:.3f}")
+    for op, count in sorted(g.op_counts().items(), key=lambda kv: -kv[1]):
+        print(f"  {op:24s} {count}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lathe", description="lathe: a deep-learning compiler")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("targets", help="list the targets this machine can run, and why not").set_defaults(fn=cmd_targets)
+
+    def cmd(name: str, fn, help: str, model: bool = True, target: bool = True):
+        p = sub.add_parser(name, help=help)
+        if model:
+            p.add_argument("model", help="an .onnx file or a zoo model name (resnet18, efficientnet_lite0)")
+        if target:
+            p.add_argument("-t", "--target", default="llvm", help="target string, e.g. llvm or 'llvm -threads=2'")
+        p.set_defaults(fn=fn)
+        return p
+
+    cmd("targets", cmd_targets, "list the targets this machine can run, and why not", model=False, target=False)
+    cmd("compile", cmd_compile, "compile a model to an artifact directory").add_argument(
+        "-o", "--output", required=True, help="artifact directory")
+    p = cmd("run", cmd_run, "run a model or artifact on .npy inputs")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    p.add_argument("--output", action="append", default=[], metavar="FILE.npy")
+    p = cmd("classify", cmd_classify, "top-5 ImageNet classes of an image (default: the sample cat)", model=False)
+    p.add_argument("image", nargs="?", help="image file (default: scikit-image's chelsea cat)")
+    p.add_argument("--model", default="efficientnet_lite0")
+    cmd("check", cmd_check, "compare every output with ONNX Runtime on random inputs").add_argument(
+        "--rtol", type=float, default=1e-4, help="largest allowed error relative to max |ORT output|")
+    cmd("info", cmd_info, "operators, parameters and FLOPs of a model", target=False)
     args = ap.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except LatheError as err:
+        print(f"lathe {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

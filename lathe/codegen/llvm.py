@@ -43,6 +43,11 @@ def ltype(dtype: str) -> ir.Type:
     return base if n == 1 else ir.VectorType(base, n)
 
 
+def mem_type(dtype: str) -> ir.Type:
+    """How an element is stored: bools are bytes in memory (as in NumPy), i1 only in registers."""
+    return I8 if scalar_of(dtype) == "bool" else SCALAR[scalar_of(dtype)]
+
+
 _initialized = False
 
 
@@ -134,7 +139,7 @@ class _Codegen:
 
     def stmt_Allocate(self, s: Allocate) -> None:
         buf = s.buffer
-        elem = ltype(buf.dtype)
+        elem = mem_type(buf.dtype)
         nbytes = buf.size * max(1, elem.width // 8 if isinstance(elem, ir.IntType) else _fbytes(buf.dtype))
         if nbytes <= STACK_LIMIT:
             ptr = self.alloca_builder.alloca(elem, size=ir.Constant(I32, buf.size), name=buf.name)
@@ -256,16 +261,26 @@ class _Codegen:
     # ------------------------------------------------------------------ memory
     def _access(self, buffer, idx: Expr, value=None):
         """Load (value is None) or store at idx: contiguous vectors directly, other vectors lane by lane."""
+        is_bool = scalar_of(buffer.dtype) == "bool"
+        if value is not None and is_bool:
+            value = self.b.zext(value, I8 if not isinstance(value.type, ir.VectorType)
+                                else ir.VectorType(I8, value.type.count))
+        out = self._memory(buffer, idx, value)
+        if value is None and is_bool:
+            out = self.b.icmp_unsigned("!=", out, ir.Constant(out.type, None))
+        return out
+
+    def _memory(self, buffer, idx: Expr, value):
         base = self.values[buffer]
-        elem = ltype(buffer.dtype)
+        elem = mem_type(buffer.dtype)
         n = lanes_of(idx.dtype)
+        align = max(1, elem.width // 8) if isinstance(elem, ir.IntType) else _fbytes(buffer.dtype)
         if n == 1 or (isinstance(idx, Ramp) and isinstance(idx.stride, Const) and idx.stride.value == 1):
             first = idx.base if n > 1 else idx
             ptr = self.b.gep(base, [self.b.sext(self.expr(first), I64)], inbounds=True, source_etype=elem)
             vt = elem if n == 1 else ir.VectorType(elem, n)
             if not ptr.type.is_opaque and n > 1:  # an alloca's typed pointer: view it as a vector pointer
                 ptr = self.b.bitcast(ptr, vt.as_pointer())
-            align = _fbytes(buffer.dtype) if is_float(buffer.dtype) else max(1, elem.width // 8)
             if value is None:
                 return self.b.load(ptr, typ=vt, align=align)
             return self.b.store(value, ptr, align=align)
@@ -275,9 +290,9 @@ class _Codegen:
             i = self.b.extract_element(lanes, ir.Constant(I32, k))
             ptr = self.b.gep(base, [self.b.sext(i, I64)], inbounds=True, source_etype=elem)
             if value is None:
-                out = self.b.insert_element(out, self.b.load(ptr, typ=elem), ir.Constant(I32, k))
+                out = self.b.insert_element(out, self.b.load(ptr, typ=elem, align=align), ir.Constant(I32, k))
             else:
-                self.b.store(self.b.extract_element(value, ir.Constant(I32, k)), ptr)
+                self.b.store(self.b.extract_element(value, ir.Constant(I32, k)), ptr, align=align)
         return out
 
     # ------------------------------------------------------------------ expressions

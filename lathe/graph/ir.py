@@ -117,3 +117,23 @@ def topo_sort(nodes: list, available: set) -> list:
         stuck = [n.name for n in nodes if waiting[id(n)] > 0]
         raise ModelError(f"the graph has a cycle through nodes: {', '.join(stuck[:10])}")
     return order
+
+
+def count_flops(g: Graph) -> int:
+    """Multiply-adds counted as 2 FLOPs, for the heavy ops (Conv, ConvTranspose, Gemm, MatMul)."""
+    total = 0
+    for n in g.nodes:
+        out = g.values[n.outputs[0]].shape
+        if n.op in ("Conv", "ConvTranspose"):
+            w = g.values[n.inputs[1]].shape
+            per_out = int(np.prod(w[1:]))  # C/groups * kernel elements
+            if n.op == "ConvTranspose":
+                x = g.values[n.inputs[0]].shape
+                total += 2 * int(np.prod(x)) * int(np.prod(w[1:]))
+                continue
+            total += 2 * int(np.prod(out)) * per_out
+        elif n.op in ("Gemm", "MatMul"):
+            a = g.values[n.inputs[0]].shape
+            k = a[0] if n.op == "Gemm" and n.attrs.get("transA", 0) else a[-1]
+            total += 2 * int(np.prod(out)) * int(k)
+    return total

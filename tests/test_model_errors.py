@@ -1,0 +1,103 @@
+"""Bad models and bad inputs give one clear lathe error, never a crash or a deep traceback."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lathe
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def model(nodes, inputs=(("x", (2, 3)),), outputs=("y",), inits=(), opset=17):
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs]
+    g = helper.make_graph(nodes, "g", ins, outs, [numpy_helper.from_array(a, n) for n, a in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def good():
+    return model([helper.make_node("Add", ["x", "c"], ["a"]), helper.make_node("Relu", ["a"], ["y"])],
+                 inits=[("c", np.ones(3, np.float32))])
+
+
+def test_good_model_runs():
+    x = np.random.randn(2, 3).astype("float32")
+    np.testing.assert_allclose(lathe.compile(good())(x), np.maximum(x + 1, 0), rtol=1e-6)
+
+
+def test_truncated_file(tmp_path):
+    data = good().SerializeToString()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(lathe.ModelError, match="not a valid ONNX model|holds no ONNX graph"):
+        lathe.compile(str(path))
+
+
+def test_garbage_bytes_and_missing_file(tmp_path):
+    with pytest.raises(lathe.ModelError):
+        lathe.compile(b"\x00\xffthis is not onnx" * 10)
+    with pytest.raises(lathe.ModelError, match="does not exist"):
+        lathe.compile(str(tmp_path / "nope.onnx"))
+
+
+def test_unsupported_operators_are_all_named_in_one_error():
+    m = model([helper.make_node("NonMaxSuppression", ["x"], ["a"], name="nms"),
+               helper.make_node("Einsum", ["a"], ["b"], equation="ij->ji"),
+               helper.make_node("Relu", ["b"], ["y"])])
+    with pytest.raises(lathe.ModelError) as err:
+        lathe.compile(m)
+    assert "NonMaxSuppression" in str(err.value) and "Einsum" in str(err.value) and "2 operator(s)" in str(err.value)
+
+
+def test_wrong_input_name_shape_dtype_at_run_time():
+    mod = lathe.compile(good())
+    with pytest.raises(lathe.ArgumentError, match="not inputs of this model.*inputs are \\['x'\\]"):
+        mod.run({"z": np.zeros((2, 3), np.float32)})
+    with pytest.raises(lathe.ArgumentError, match="shape \\(3, 2\\).*compiled for \\(2, 3\\)"):
+        mod.run({"x": np.zeros((3, 2), np.float32)})
+    with pytest.raises(lathe.ArgumentError, match="dtype float64"):
+        mod.run({"x": np.zeros((2, 3))})
+    with pytest.raises(lathe.ArgumentError, match="takes 1 inputs"):
+        mod()
+
+
+def test_missing_initializer_names_the_node():
+    m = model([helper.make_node("Add", ["x", "c"], ["y"], name="add1")])
+    with pytest.raises(lathe.ModelError, match="add1.*'c'"):
+        lathe.compile(m)
+
+
+def test_cyclic_graph():
+    m = model([helper.make_node("Add", ["x", "b"], ["a"], name="n1"), helper.make_node("Relu", ["a"], ["b"], name="n2"),
+               helper.make_node("Relu", ["a"], ["y"], name="n3")])
+    with pytest.raises(lathe.ModelError, match="cycle"):
+        lathe.compile(m)
+
+
+def test_bad_shapes_name_node_and_shapes():
+    m = model([helper.make_node("Add", ["x", "c"], ["y"], name="add1")], inits=[("c", np.ones(4, np.float32))])
+    with pytest.raises(lathe.ModelError, match="add1.*\\(2, 3\\).*\\(4,\\)"):
+        lathe.compile(m)
+
+
+BASE = good().SerializeToString()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(BASE) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+       st.integers(0, len(BASE)))
+def test_fuzzed_bytes_never_crash(edits, cut):
+    """Byte mutations and truncations: either it compiles and runs, or a lathe error says why."""
+    data = bytearray(BASE[:cut] if cut > 8 else BASE)
+    for pos, byte in edits:
+        if pos < len(data):
+            data[pos] = byte
+    try:
+        mod = lathe.compile(bytes(data))
+        feed = {s["name"]: np.zeros(s["shape"], s["dtype"]) for s in mod.spec["inputs"]}
+        mod.run(feed)
+    except lathe.LatheError:
+        pass
