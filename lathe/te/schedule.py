@@ -191,7 +191,8 @@ class Stage:
     def compute_inline(self) -> None:
         self._compute("compute_inline")
         if self.op.reduce_axis:
-            raise self._err("compute_inline of a reduction is not possible; use compute_at")
+            axes = ", ".join(a.name for a in self.op.reduce_axis)
+            raise self._err(f"compute_inline of a reduction (over axis {axes}) is not possible; use compute_at")
         if self.op in self.schedule.outputs:
             raise self._err("an output of the schedule cannot be inlined")
         self.attach, self.attach_stage, self.attach_ivar = "inline", None, None

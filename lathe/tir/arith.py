@@ -56,22 +56,26 @@ class Linear:
         return Linear({k: [a, v * c] for k, (a, v) in self.terms.items()}, self.const * c)
 
     def to_expr(self) -> Expr:
-        out: Expr | None = None
-        for atom, c in self.terms.values():
-            if c == 1:
-                t = atom
-            elif c == -1 and out is not None:
-                out = Binary("-", out, atom, "int32")
-                continue
-            else:
-                t = Binary("*", atom, Const(c, "int32"), "int32")
-            out = t if out is None else Binary("+", out, t, "int32")
-        if out is None:
-            return Const(self.const, "int32")
-        if self.const > 0:
-            return Binary("+", out, Const(self.const, "int32"), "int32")
-        if self.const < 0:
-            return Binary("-", out, Const(-self.const, "int32"), "int32")
+        """Positive terms, then a positive constant, then subtractions: `i*4 + j + 3 - k`, `16 - i*4`."""
+        def term(atom, c):
+            return atom if c == 1 else Binary("*", atom, Const(c, "int32"), "int32")
+
+        pos = [term(a, c) for a, c in self.terms.values() if c > 0]
+        neg = [term(a, -c) for a, c in self.terms.values() if c < 0]
+        const = self.const
+        if not pos:  # start from the constant (possibly 0)
+            out: Expr = Const(const, "int32")
+            const = 0
+        else:
+            out = pos[0]
+            for t in pos[1:]:
+                out = Binary("+", out, t, "int32")
+            if const > 0:
+                out, const = Binary("+", out, Const(const, "int32"), "int32"), 0
+        for t in neg:
+            out = Binary("-", out, t, "int32")
+        if const < 0:
+            out = Binary("-", out, Const(-const, "int32"), "int32")
         return out
 
 
