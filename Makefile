@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(PY) examples/matmul.py
+	$(PY) examples/demo.py
 
 test: setup
 	$(PY) -m ruff check lathe tests bench examples
