@@ -307,16 +307,19 @@ _PY = {
 
 
 def unify(a: Expr, b: Expr) -> tuple[Expr, Expr]:
-    """Python numbers adopt the other side's dtype; otherwise dtypes must agree."""
+    """Constants adopt the other side's element type; a scalar meets a vector by broadcasting."""
     if a.dtype == b.dtype:
         return a, b
-    if isinstance(a, Const) and lanes_of(b.dtype) == 1 and not isinstance(b, Const):
-        return Const(a.value, b.dtype), b
-    if isinstance(b, Const) and lanes_of(a.dtype) == 1:
-        return a, Const(b.value, a.dtype)
+    if isinstance(a, Const) and isinstance(b, Const):  # two literals: the float one decides, as in Python
+        dt = a.dtype if is_float(a.dtype) else b.dtype
+        return Const(a.value, dt), Const(b.value, dt)
+    if isinstance(a, Const):
+        a = Const(a.value, scalar_of(b.dtype))
+    elif isinstance(b, Const):
+        b = Const(b.value, scalar_of(a.dtype))
     la, lb = lanes_of(a.dtype), lanes_of(b.dtype)
-    if scalar_of(a.dtype) == scalar_of(b.dtype) and (la == 1 or lb == 1):
-        return (Broadcast(a, lb) if la == 1 else a), (Broadcast(b, la) if lb == 1 else b)
+    if scalar_of(a.dtype) == scalar_of(b.dtype) and (la == lb or la == 1 or lb == 1):
+        return (Broadcast(a, lb) if la < lb else a), (Broadcast(b, la) if lb < la else b)
     raise TypeError(f"dtype mismatch: {a} is {a.dtype} but {b} is {b.dtype}; use te.cast")
 
 
@@ -357,7 +360,7 @@ def fold(op: str, x, y, dtype: str) -> Const | None:
         elif op == "//":
             v = math.floor(x / y) if is_float(dtype) else x // y
         elif op == "%":
-            v = math.fmod(x, y) if is_float(dtype) else x % y
+            v = x - math.floor(x / y) * y if is_float(dtype) else x % y  # floor modulo, like the codegens
         else:
             v = _PY[op](x, y)
     except ZeroDivisionError:

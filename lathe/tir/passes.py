@@ -43,7 +43,8 @@ class _Simplify(StmtMutator):
     def visit_IfThenElse(self, s: IfThenElse):
         cond = self.expr(s.cond)
         if isinstance(cond, Const):
-            return self(s.then) if cond.value else self(s.else_)
+            taken = s.then if cond.value else s.else_
+            return self(taken) if taken is not None else Seq([])
         return IfThenElse(cond, self(s.then), self(s.else_))
 
 
