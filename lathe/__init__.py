@@ -5,11 +5,11 @@
     kernel = lathe.build(s, [A, B, C], target="llvm")
 """
 
-from lathe import nd, te
+from lathe import nd, te, tir
 from lathe.build import build, compile, load, lower
 from lathe.errors import ArgumentError, BuildError, LatheError, ModelError, ScheduleError, TargetError
 from lathe.target import Target
 
 __version__ = "0.1.0"
-__all__ = ["te", "nd", "build", "lower", "compile", "load", "Target", "LatheError", "ModelError", "ScheduleError",
+__all__ = ["te", "tir", "nd", "build", "lower", "compile", "load", "Target", "LatheError", "ModelError", "ScheduleError",
            "TargetError", "BuildError", "ArgumentError"]

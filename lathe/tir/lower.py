@@ -88,6 +88,9 @@ def _param_buffers(sch: Schedule, args: list, info: dict, live: list[Stage]) -> 
     for t in args:
         if not isinstance(t, Tensor):
             raise TypeError(f"build/lower args must be tensors, got {t!r}")
+        if t.op not in sch._stage_of and isinstance(t.op, PlaceholderOp):  # an input nothing reads
+            params.append(Buffer(t.name, t.shape, t.dtype))
+            continue
         try:
             st = sch[t.op]
         except ScheduleError:

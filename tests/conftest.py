@@ -1,0 +1,54 @@
+"""Shared fixtures: every kernel test runs on every CPU target and compares with NumPy."""
+
+import numpy as np
+import pytest
+
+import lathe
+
+TARGETS = ("llvm", "c")
+
+# float32 kernels against float64 NumPy references
+RTOL, ATOL = 1e-5, 1e-5
+
+
+@pytest.fixture(params=TARGETS)
+def target(request):
+    """The target string each kernel test is built for, once per CPU code generator."""
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def random_array(rng, shape, dtype="float32", low=-1.0, high=1.0):
+    """Uniform floats in [low, high), or ints in [low, high] for integer dtypes."""
+    if np.dtype(dtype).kind == "i":
+        return rng.integers(int(low), int(high), size=shape, endpoint=True).astype(dtype)
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def run_kernel(s, args, inputs, target):
+    """Build `s` for `target`, call it on `inputs` and fresh outputs (the remaining `args`); return the outputs."""
+    kernel = lathe.build(s, args, target=target)
+    outputs = [np.full(t.shape, -7, dtype=t.dtype) for t in args[len(inputs):]]  # garbage, not zeros
+    kernel(*inputs, *outputs)
+    return outputs
+
+
+@pytest.fixture
+def check(target):
+    """check(s, args, inputs, expected): build for the test's target, run, compare every output with NumPy.
+
+    `args` lists the inputs first, then the outputs; `expected` has one array per output.
+    """
+
+    def _check(s, args, inputs, expected, rtol=RTOL, atol=ATOL, target_string=None):
+        outputs = run_kernel(s, args, inputs, target_string or target)
+        assert len(outputs) == len(expected)
+        for tensor, got, want in zip(args[len(inputs):], outputs, expected):
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"output {tensor.name}")
+        return outputs
+
+    return _check
