@@ -11,5 +11,5 @@ from lathe.errors import ArgumentError, BuildError, LatheError, ModelError, Sche
 from lathe.target import Target
 
 __version__ = "0.1.0"
-__all__ = ["te", "tir", "nd", "build", "lower", "compile", "load", "Target", "LatheError", "ModelError", "ScheduleError",
-           "TargetError", "BuildError", "ArgumentError"]
+__all__ = ["te", "tir", "nd", "build", "lower", "compile", "load", "Target", "LatheError", "ModelError",
+           "ScheduleError", "TargetError", "BuildError", "ArgumentError"]
