@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from lathe import te
 from lathe.errors import LatheError
 from lathe.ops.registry import register
@@ -23,10 +25,73 @@ def broadcast_shape(*shapes: tuple) -> tuple:
     return tuple(out)
 
 
+def as_ints(v, op: str, attr: str) -> list[int]:
+    """An int list attribute or constant input (list, tuple, numpy array or scalar) as Python ints."""
+    if v is None:
+        return []
+    arr = np.asarray(v)
+    if arr.dtype.kind not in "iub":
+        raise ShapeError(f"{op}: {attr} must be integers, got {arr.dtype} {arr.tolist()}")
+    return [int(x) for x in arr.reshape(-1)]
+
+
+def as_scalar(v, op: str, attr: str):
+    """A scalar attribute or constant input (Python number or one-element array) as a Python number."""
+    arr = np.asarray(v)
+    if arr.size != 1:
+        raise ShapeError(f"{op}: {attr} must be a single value, got shape {arr.shape}")
+    return arr.reshape(-1)[0].item()
+
+
+def norm_axis(axis: int, rank: int, op: str, attr: str = "axis") -> int:
+    """A possibly negative axis as 0..rank-1, or a ShapeError naming the op and the rank."""
+    axis = int(axis)
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{op}: {attr}={axis} is out of range for a tensor of rank {rank}")
+    return axis % rank
+
+
+def norm_axes(axes, rank: int, op: str, attr: str = "axes") -> list[int]:
+    out = [norm_axis(a, rank, op, attr) for a in as_ints(axes, op, attr)]
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: {attr}={as_ints(axes, op, attr)} names an axis twice")
+    return out
+
+
+# Workaround (core bug): the IR's max/min compare uint8/bool as signed, and the reduction identities
+# of max/min are wrong for bool/uint8/int8; ops compute max/min on these types in int32.
+NARROW_INTS = ("bool", "uint8", "int8")
+
+
+def minmax_dtype(dtype: str) -> str:
+    """The dtype in which to compute max/min of `dtype` values."""
+    return "int32" if dtype in NARROW_INTS else dtype
+
+
 def broadcast_read(t: te.Tensor, idx: tuple):
     """t read at output index idx under broadcasting: leading dims dropped, size-1 dims pinned to 0."""
     skip = len(idx) - len(t.shape)
     return t[tuple(0 if d == 1 else i for d, i in zip(t.shape, idx[skip:]))]
+
+
+def reading_unused(t: te.Tensor, unused: list, name: str) -> te.Tensor:
+    """t, as a compute that also reads each tensor of `unused` under a never-true condition.
+
+    Workaround: `lathe.build` rejects an argument that no stage reads, and the graph layer passes
+    every tensor input of a node (Dropout's ratio, Gemm's C when beta=0, an empty Concat part).
+    The simplifier proves `i0 < 0` false and removes the read (so reading element 0 of an empty
+    tensor is safe too); the kernel only gains an unused parameter.
+    """
+    if not unused or not t.shape:
+        return t
+
+    def f(*i):
+        v = t[i]
+        for u in unused:
+            v = te.if_then_else(i[0] < 0, te.cast(u[(0,) * u.ndim], t.dtype), v)
+        return v
+
+    return te.compute(t.shape, f, name=name + "_args")
 
 
 def elementwise(inputs: list, fn, name: str) -> te.Tensor:
@@ -42,7 +107,14 @@ _binary("Add", lambda a, b: a + b)
 _binary("Sub", lambda a, b: a - b)
 _binary("Mul", lambda a, b: a * b)
 _binary("Div", lambda a, b: a / b if a.dtype.startswith("float") else _int_div(a, b))
-_binary("Pow", lambda a, b: te.pow(a, b) if b.dtype == a.dtype else te.pow(a, te.cast(b, a.dtype)))
+_binary("Pow", lambda a, b: _pow(a, b))
+
+
+def _pow(a, b):
+    # the result has the base's type; integer powers go through float64 and truncate, as ONNX Runtime does
+    if a.dtype.startswith("float"):
+        return te.pow(a, b if b.dtype == a.dtype else te.cast(b, a.dtype))
+    return te.cast(te.pow(te.cast(a, "float64"), te.cast(b, "float64")), a.dtype)
 
 
 def _int_div(a, b):
@@ -68,3 +140,23 @@ _unary("Identity", lambda x: x)
 _unary("LeakyRelu", lambda x, alpha=0.01: te.if_then_else(x < 0, x * alpha, x))
 _unary("HardSigmoid", lambda x, alpha=0.2, beta=0.5: te.max(te.min(x * alpha + beta, 1.0), 0.0))
 _unary("HardSwish", lambda x: x * te.max(te.min(x * (1.0 / 6) + 0.5, 1.0), 0.0))
+
+
+@register("Clip", "elemwise", const_inputs={1: "min", 2: "max"})
+def clip(inputs: list[te.Tensor], min=None, max=None, **_) -> te.Tensor:  # noqa: A002 - ONNX names
+    """min(max(x, min), max); opset < 11 passes min/max as attributes, later opsets as constant inputs."""
+    x = inputs[0]
+    lo = None if min is None or np.size(min) == 0 else as_scalar(min, "Clip", "min")
+    hi = None if max is None or np.size(max) == 0 else as_scalar(max, "Clip", "max")
+
+    work = minmax_dtype(x.dtype)
+
+    def fn(v):
+        v = te.cast(v, work)
+        if lo is not None:
+            v = te.max(v, te.const(lo, work))
+        if hi is not None:
+            v = te.min(v, te.const(hi, work))
+        return te.cast(v, x.dtype)
+
+    return elementwise([x], fn, "clip")

@@ -1,0 +1,339 @@
+"""CPU schedules (llvm and c targets) for the operator library.
+
+A schedule hook has the signature `(s, op_out, group_out, target)`: `op_out` is the heavy op's
+output tensor, `group_out` the last tensor of its fused group (the graph layer has already
+inlined the elementwise epilogue between them). Hooks find the op's stages by their compute
+`tag` (see nn.py) and never change what is computed; every path has a plain fallback.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lathe import te
+from lathe.target import Target
+from lathe.te.tensor import ComputeOp
+
+PARALLEL_MIN_WORK = 1 << 15  # multiply-adds (or elements) below which a parallel loop costs more than it saves
+KEEP_TAGS = ("conv_pad", "pool_pad", "softmax_exp")  # pointwise stages worth computing once, not inlining
+
+
+# ---------------------------------------------------------------------------- target facts
+
+def _target(target) -> Target:
+    return Target.parse(target if target is not None else "llvm")
+
+
+def vector_lanes(target: Target | str | None = None, dtype: str = "float32") -> int:
+    """Lanes of one SIMD register for `dtype`: 16 floats with AVX-512, else 8 (AVX2-class)."""
+    t = _target(target)
+    bits = int(t.attrs.get("vector-bits", 0))
+    if not bits:
+        from lathe.codegen.llvm import host_cpu, vector_bits_for
+
+        if t.kind == "llvm" and "mcpu" in t.attrs:
+            bits = vector_bits_for(t.attrs.get("mattr", ""))
+        else:
+            bits = 512 if "+avx512f" in host_cpu()[1] else 256
+    size = 8 if dtype.endswith("64") else 4
+    return max(1, bits // (8 * size))
+
+
+def _threads(target) -> int:
+    return _target(target).threads
+
+
+def _divisor_tile(n: int, lanes: int) -> int:
+    """A tile for an axis of extent n to vectorize: a multiple of the lanes when n has one, else the
+    largest divisor of n up to the lanes (no tail, so the tile vectorizes), else the lanes with a tail."""
+    if n % lanes == 0:
+        return lanes
+    best = max(d for d in range(1, min(n, lanes) + 1) if n % d == 0)
+    return best if best * 2 >= min(n, lanes) else lanes
+
+
+def _small_divisor(n: int, choices=(8, 4, 2)) -> int:
+    return next((c for c in choices if n % c == 0), 1)
+
+
+# ---------------------------------------------------------------------------- stage helpers
+
+def _find(t: te.Tensor, tags: tuple) -> ComputeOp | None:
+    """The op with one of `tags` at or upstream of t (within the fused program)."""
+    todo, seen = [t.op], set()
+    while todo:
+        op = todo.pop()
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        if getattr(op, "tag", "") in tags:
+            return op
+        todo.extend(i.op for i in op.input_tensors())
+    return None
+
+
+def _inline_pointwise(s, keep: list) -> None:
+    """Inline every pointwise stage except outputs, KEEP_TAGS stages and `keep`: one loop nest remains."""
+    for st in s.stages:
+        op = st.op
+        if (isinstance(op, ComputeOp) and not op.reduce_axis and st.attach == "root" and op not in s.outputs
+                and op.tag not in KEEP_TAGS and all(st is not s[k] for k in keep)):
+            st.compute_inline()
+
+
+def _parallel_data(st, work: int, target) -> None:
+    """Fuse the stage's leading data loops into one and run it in parallel if the work is large enough.
+
+    The innermost loop of a pointwise stage (a padded row) stays out of the fused loop: its index
+    math stays simple and LLVM can vectorize it.
+    """
+    data = []
+    for iv in st.leaf_iter_vars:
+        if iv.kind != "data":
+            break
+        data.append(iv)
+    if len(data) == len(st.leaf_iter_vars) and len(data) > 1 and data[-1].extent.value >= 8:
+        data = data[:-1]
+    if not data or work < PARALLEL_MIN_WORK or _threads(target) < 2:
+        return
+    fused = st.fuse(*data) if len(data) > 1 else data[0]
+    if fused.extent.value > 1:
+        st.parallel(fused)
+
+
+def _only_feeds(s, st, out_st) -> bool:
+    """Is `st` read only by out_st, directly or through inlined stages? Then it may be computed inside
+    out_st's loops; a reader at root would need it outside them."""
+    todo = list(s.readers(st))
+    while todo:
+        r = todo.pop()
+        if r is out_st:
+            continue
+        if r.attach != "inline":
+            return False
+        todo.extend(s.readers(r))
+    return True
+
+
+def _reduce_work(op: ComputeOp) -> int:
+    return math.prod(op.shape) * math.prod(iv.extent.value for iv in op.reduce_axis)
+
+
+def _schedule_roots(s, target) -> None:
+    """Generic fallback: every stage computed at root runs its data loops in parallel."""
+    for st in s.stages:
+        if isinstance(st.op, ComputeOp) and st.attach == "root" and not st.relations:
+            _parallel_data(st, _reduce_work(st.op), target)
+
+
+def _schedule_fallback(s, op_out: te.Tensor, group_out: te.Tensor, target, tags: tuple) -> None:
+    """Pointwise stages inlined, the reduction computed per output element inside the output's loops
+    when it has the output's shape, otherwise every stage at root in parallel."""
+    red = _find(op_out, tags)
+    keep = [red] if red is not None else []
+    _inline_pointwise(s, keep)
+    out_st = s[group_out]
+    # other readers (MaxPool's Indices, softmax's exp) need the reduction outside the output's loops
+    if (red is not None and s[red] is not out_st and red.shape == tuple(group_out.shape) and len(s.outputs) == 1
+            and _only_feeds(s, s[red], out_st)):
+        axes = out_st.op.axis
+        fused = out_st.fuse(*axes) if len(axes) > 1 else axes[0] if axes else None
+        if fused is not None:
+            s[red].compute_at(out_st, fused)
+            if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+                out_st.parallel(fused)
+    _schedule_roots(s, target)
+
+
+# ---------------------------------------------------------------------------- injective
+
+def schedule_injective(s: te.Schedule, out: te.Tensor, target: Target | str) -> None:
+    """Elementwise/layout kernels: one loop nest, the innermost axis vectorized when its extent is a
+    multiple of the vector width, the outer loops fused and run in parallel when there is enough work."""
+    _inline_pointwise(s, [])
+    st = s[out]
+    if isinstance(st.op, ComputeOp) and st.op.axis and not st.op.reduce_axis:
+        _vectorize_pointwise(st, out, target)
+    _schedule_roots(s, target)  # op-internal stages left at root (padding) still run in parallel
+
+
+def _vectorize_pointwise(st, out: te.Tensor, target) -> None:
+    axes = list(st.op.axis)
+    lanes = vector_lanes(target, out.dtype)
+    last = axes[-1].extent.value
+    vec = None
+    if last % lanes == 0 and out.dtype != "bool":
+        if last > lanes:
+            outer, vec = st.split(axes[-1], lanes)
+            axes[-1] = outer
+        else:
+            vec = axes.pop()
+    if vec is None and len(axes) > 1 and axes[-1].extent.value >= 8:
+        axes.pop()  # a plain innermost loop: simple indices, and LLVM may vectorize it
+    if axes and math.prod(out.shape) >= PARALLEL_MIN_WORK and _threads(target) > 1:
+        fused = st.fuse(*axes) if len(axes) > 1 else axes[0]
+        if fused.extent.value > 1:
+            st.parallel(fused)
+    if vec is not None:
+        st.vectorize(vec)
+
+
+# ---------------------------------------------------------------------------- conv2d (NCHW)
+
+def schedule_conv(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
+    """Direct NCHW conv2d: an (8 output channels x W-tile) accumulator in registers per tile of the
+    output, vectorized along the output width, tiles run in parallel; padded input computed once."""
+    red = _find(conv_out, ("conv",))
+    if red is None or len(red.shape) != 4 or tuple(group_out.shape) != red.shape:
+        return _schedule_fallback(s, conv_out, group_out, target, ("conv", "conv_transpose"))
+    _inline_pointwise(s, [red])
+    n, m, oh, ow = red.shape
+    lanes = vector_lanes(target, red.dtype)
+    wt = _divisor_tile(ow, lanes)
+    mt = _small_divisor(m)
+    red_t = red.output()
+    acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
+    o = s[group_out]
+    on, om, ooh, oow = o.op.axis
+    mo, mi = o.split(om, mt)
+    wo, wi = o.split(oow, wt)
+    o.reorder(on, mo, ooh, wo, mi, wi)
+    fused = o.fuse(on, mo, ooh)
+    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+        o.parallel(fused)
+    if wt > 1:
+        o.vectorize(wi)
+    a = s[acc]
+    a.compute_at(o, wo)
+    an, am, aoh, aow = a.op.axis
+    raxes = list(a.op.reduce_axis)
+    a.reorder(an, aoh, *raxes, am, aow)
+    a.unroll(am)
+    if wt > 1:
+        a.vectorize(aow)
+    if raxes and raxes[-1].extent.value <= 7:  # the kernel's width: a few unrolled taps
+        a.unroll(raxes[-1])
+    _schedule_roots(s, target)  # the padded input
+
+
+# ---------------------------------------------------------------------------- matmul / gemm
+
+def schedule_matmul(s: te.Schedule, mm_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
+    """(batched) C = A B: an (MR x NR) register tile of C per parallel tile, B read as contiguous
+    vectors along N. When B is read along K (Gemm transB, a 1-D B) the compute sums in interleaved
+    partial sums and _schedule_dot vectorizes those instead."""
+    red = _find(mm_out, ("matmul",))
+    if red is not None and red.attrs.get("interleaved") and tuple(group_out.shape) == red.shape:
+        return _schedule_dot(s, red, group_out, target)
+    if red is None or len(red.shape) < 2 or tuple(group_out.shape) != red.shape or not red.reduce_axis:
+        return _schedule_fallback(s, mm_out, group_out, target, ("matmul",))
+    _inline_pointwise(s, [red])
+    rows, cols = red.shape[-2:]
+    lanes = vector_lanes(target, red.dtype)
+    nt = 2 * lanes if cols % (2 * lanes) == 0 else _divisor_tile(cols, lanes)
+    mt = _small_divisor(rows, (8, 6, 4, 2) if nt <= lanes else (4, 2))
+    red_t = red.output()
+    acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
+    o = s[group_out]
+    *batch, oi, oj = o.op.axis
+    io, ii = o.split(oi, mt)
+    jo, ji = o.split(oj, nt)
+    o.reorder(*batch, io, jo, ii, ji)
+    fused = o.fuse(*batch, io, jo)
+    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+        o.parallel(fused)
+    if nt > 1:
+        o.vectorize(ji)
+    a = s[acc]
+    a.compute_at(o, fused)
+    *abatch, ai, aj = a.op.axis
+    (k,) = a.op.reduce_axis
+    a.reorder(*abatch, k, ai, aj)
+    a.unroll(ai)
+    if nt > 1:
+        a.vectorize(aj)
+    _schedule_roots(s, target)
+
+
+def _schedule_dot(s, red: ComputeOp, group_out: te.Tensor, target) -> None:
+    """Interleaved contraction (B read along K): per parallel tile of (MT x NT) outputs, MT*NT vector
+    accumulators of KSPLIT partial sums, each step one vector of A per row and of B per column."""
+    part = red.input_tensors()[0].op
+    _inline_pointwise(s, [red, part])
+    o = s[group_out]
+    axes = list(o.op.axis)
+    cols = axes[-1].extent.value
+    nt = _small_divisor(cols, (8, 4, 2)) if len(axes) < 2 or axes[-2].extent.value < 2 else \
+        _small_divisor(cols, (4, 2))
+    jo, ji = o.split(axes[-1], nt)
+    inner = [ji]
+    outer = axes[:-1] + [jo]
+    if len(axes) >= 2 and axes[-2].extent.value >= 2:
+        mt = _small_divisor(axes[-2].extent.value, (4, 2))
+        io, ii = o.split(axes[-2], mt)
+        outer = axes[:-2] + [io, jo]
+        inner = [ii, ji]
+    o.reorder(*outer, *inner)
+    fused = o.fuse(*outer) if len(outer) > 1 else outer[0]
+    if _reduce_work(part) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+        o.parallel(fused)
+    p = s[part]
+    p.compute_at(o, fused)
+    *pdata, pv = p.op.axis
+    (ko,) = p.op.reduce_axis
+    p.reorder(ko, *pdata, pv)
+    for ax in pdata[-len(inner):]:
+        p.unroll(ax)
+    p.vectorize(pv)
+    if s[red] is not o:
+        s[red].compute_at(o, fused)
+    _schedule_roots(s, target)
+
+
+# ---------------------------------------------------------------------------- pooling
+
+def schedule_pool(s: te.Schedule, pool_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
+    """2-D windows: the window reduction per W-tile of the output, vectorized along W; global pools
+    and other ranks: one reduction per output element, in parallel over (N, C)."""
+    red = _find(pool_out, ("pool",))
+    if red is None or tuple(group_out.shape) != red.shape or len(s.outputs) > 1:
+        return _schedule_fallback(s, pool_out, group_out, target, ("pool",))
+    spatial = red.shape[2:]
+    if len(spatial) != 2 or all(d == 1 for d in spatial):
+        return _schedule_fallback(s, pool_out, group_out, target, ("pool",))
+    _inline_pointwise(s, [red])
+    lanes = vector_lanes(target, red.dtype)
+    ow = red.shape[3]
+    wt = _divisor_tile(ow, lanes)
+    red_t = red.output()
+    acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
+    o = s[group_out]
+    on, oc, ooh, oow = o.op.axis
+    wo, wi = o.split(oow, wt)
+    fused = o.fuse(on, oc, ooh)
+    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+        o.parallel(fused)
+    if wt > 1:
+        o.vectorize(wi)
+    a = s[acc]
+    a.compute_at(o, wo)
+    an, ac, aoh, aow = a.op.axis
+    a.reorder(an, ac, aoh, *a.op.reduce_axis, aow)
+    if wt > 1:
+        a.vectorize(aow)
+    _schedule_roots(s, target)
+
+
+# ---------------------------------------------------------------------------- reductions, softmax
+
+def schedule_reduce(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
+    """Reduce*/Softmax: a reduction with the output's shape (ReduceMean's sum, a plain ReduceMax) is
+    computed per output element inside the output loop; others (softmax's max and sum) run at root in
+    parallel and the pointwise output is vectorized like an injective kernel."""
+    red = _find(op_out, ("reduce",))
+    st = s[group_out]
+    if red is not None and red.shape != tuple(group_out.shape) and not st.op.reduce_axis:
+        _inline_pointwise(s, [red])
+        _vectorize_pointwise(st, group_out, target)
+        return _schedule_roots(s, target)
+    _schedule_fallback(s, op_out, group_out, target, ("reduce",))
