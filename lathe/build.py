@@ -29,10 +29,12 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
                       f"(available: {', '.join(BUILDABLE)})")
 
 
-def compile(model, target: str | Target = "llvm", shapes: dict | None = None, verbose: bool = False):
+def compile(model, target: str | Target = "llvm", shapes: dict | None = None, constants: dict | None = None,
+            verbose: bool = False):
     """Compile a model (ONNX path, bytes or ModelProto) for `target`; returns a callable GraphModule.
 
     `shapes` fixes input shapes ({name: shape}); symbolic dimensions default to 1.
+    `constants` ({name: array}) freezes graph inputs whose values are known at compile time.
     """
     from lathe.frontend.onnx import load_onnx
     from lathe.graph.compiler import compile_graph
@@ -41,7 +43,7 @@ def compile(model, target: str | Target = "llvm", shapes: dict | None = None, ve
     if t.kind not in BUILDABLE:
         raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                           f"(available: {', '.join(BUILDABLE)})")
-    return compile_graph(load_onnx(model, shapes), t, verbose=verbose)
+    return compile_graph(load_onnx(model, shapes, constants), t, verbose=verbose)
 
 
 def load(path: str):

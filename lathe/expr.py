@@ -263,11 +263,17 @@ class Reduce(Expr):
         return reduce_identity(self.combiner, self.dtype)
 
 
+INT_RANGE = {"int8": (-2**7, 2**7 - 1), "uint8": (0, 2**8 - 1), "int32": (-2**31, 2**31 - 1),
+             "int64": (-2**63, 2**63 - 1), "bool": (0, 1)}
+
+
 def reduce_identity(combiner: str, dtype: str) -> Const:
+    """0 for sum; for max the smallest value of the type (-inf for floats), for min the largest."""
     if combiner == "sum":
         return Const(0, dtype)
-    big = math.inf if is_float(dtype) else (2**31 - 1)
-    return Const(-big if combiner == "max" else big, dtype)
+    s = scalar_of(dtype)
+    lo, hi = (-math.inf, math.inf) if is_float(s) else INT_RANGE[s]
+    return Const(lo if combiner == "max" else hi, dtype)
 
 
 def combine(combiner: str, acc: Expr, value: Expr) -> Expr:

@@ -88,13 +88,27 @@ def compare(got: list, expected: list) -> str | None:
     return None
 
 
+def compile_time_inputs(model) -> set:
+    """Graph inputs that land in an operand lathe needs at compile time (a shape, axes, pads, scales)."""
+    from lathe.ops import OPS
+
+    names = set()
+    for n in model.graph.node:
+        op = OPS.get(n.op_type)
+        for pos, name in enumerate(n.input):
+            if op is not None and pos in op.const_inputs:
+                names.add(name)
+    return names
+
+
 def run_lathe(d: str, target: str) -> str | None:
     """None when the test passes, else the reason."""
     import lathe
 
     model, feed, expected = load_case(d)
+    frozen = {k: feed.pop(k) for k in compile_time_inputs(model) & set(feed)}
     try:
-        mod = lathe.compile(model, target, shapes={k: v.shape for k, v in feed.items()})
+        mod = lathe.compile(model, target, shapes={k: v.shape for k, v in feed.items()}, constants=frozen)
         got = mod.run(feed)
     except lathe.LatheError as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
@@ -140,6 +154,10 @@ def main() -> int:
         f"suite's expected outputs (rtol {RTOL}, atol {ATOL}). Regenerate with",
         f"`python tests/conformance.py --target {args.target} --write docs/conformance.md`; `make test` runs the same",
         "tests (tests/test_onnx_conformance.py) and fails if a test listed as passing here stops passing.",
+        "",
+        "lathe compiles static shapes: where a test feeds a shape, axes, pads or scales as a run-time input,",
+        "lathe receives that input's value at compile time (`lathe.compile(..., constants=...)`); ONNX",
+        "Runtime gets it at run time.",
         "",
         "| runtime | passed | failed |",
         "| --- | --- | --- |",

@@ -384,7 +384,8 @@ class _Codegen:
             return B.or_(a, b)
         if op in ("min", "max"):
             pick = ("<" if op == "min" else ">")
-            c = B.fcmp_ordered(pick, a, b) if fl else B.icmp_signed(pick, a, b)
+            unsigned = scalar_of(e.a.dtype) in ("uint8", "bool")
+            c = B.fcmp_ordered(pick, a, b) if fl else (B.icmp_unsigned if unsigned else B.icmp_signed)(pick, a, b)
             return B.select(c, a, b)
         if fl:
             if op == "//":

@@ -107,12 +107,14 @@ def _dims(vi, shapes: dict) -> tuple:
 
 
 class _Importer:
-    def __init__(self, proto, shapes: dict):
+    def __init__(self, proto, shapes: dict, constants: dict):
         from lathe import ops
 
         self.ops = ops.OPS
         self.proto = proto
         self.shapes = dict(shapes or {})
+        self.constants = {k: np.ascontiguousarray(v) for k, v in (constants or {}).items()}
+        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
 
@@ -129,13 +131,17 @@ class _Importer:
         for vi in g.input:
             if vi.name in self.values:
                 continue  # older exporters list initializers as inputs too
+            if vi.name in self.constants:  # frozen by the caller: known at compile time
+                arr = self.constants[vi.name]
+                self.values[vi.name] = Value(vi.name, tuple(arr.shape), str(arr.dtype), arr)
+                continue
             dtype = np_dtype(vi.type.tensor_type.elem_type)
             self.values[vi.name] = Value(vi.name, _dims(vi, self.shapes), dtype)
             inputs.append(vi.name)
-        unknown = set(self.shapes) - set(inputs)
+        unknown = (set(self.shapes) - set(inputs)) | (set(self.constants) - {vi.name for vi in g.input})
         if unknown:
-            raise ModelError(f"shapes given for {sorted(unknown)}, which are not inputs of the model; "
-                             f"its inputs are {inputs}")
+            raise ModelError(f"shapes or constants given for {sorted(unknown)}, which are not inputs of the model; "
+                             f"its inputs are {[vi.name for vi in g.input]}")
         self._check_supported(g)
         nodes = [self._raw(k, n) for k, n in enumerate(g.node)]
         for raw in topo_sort(nodes, set(self.values)):
@@ -144,7 +150,7 @@ class _Importer:
         for o in outputs:
             if o not in self.values:
                 raise ModelError(f"graph output {o!r} is not produced by any node")
-        return Graph(inputs, outputs, self.nodes, self.values)
+        return Graph(inputs, outputs, self.nodes, self.values, self.opset)
 
     def _check_supported(self, g) -> None:
         missing = {}
@@ -192,7 +198,7 @@ class _Importer:
         node = Node(raw.op, raw.name, tensor_inputs, outs, attrs)
         results = self._infer(node)
         if all(self.values[i].is_const for i in tensor_inputs) and self._foldable(results):
-            arrays = evaluate(node, [self.values[i].data for i in tensor_inputs], self.ops)
+            arrays = evaluate(node, [self.values[i].data for i in tensor_inputs], self.ops, self.opset)
             for name, arr in zip(outs, arrays):
                 if name:
                     self.values[name] = Value(name, tuple(arr.shape), str(arr.dtype), arr)
@@ -205,7 +211,7 @@ class _Importer:
 
     def _infer(self, node: Node) -> list:
         ins = [self.values[i] for i in node.inputs]
-        return build_op(node, [(v.shape, v.dtype) for v in ins], self.ops)[1]
+        return build_op(node, [(v.shape, v.dtype) for v in ins], self.ops, self.opset)[1]
 
     @staticmethod
     def _foldable(results: list) -> bool:
@@ -232,7 +238,7 @@ class _Importer:
         self.values[name] = Value(name, tuple(arr.shape), str(arr.dtype), np.ascontiguousarray(arr))
 
 
-def build_op(node: Node, inputs: list, ops: dict) -> tuple:
+def build_op(node: Node, inputs: list, ops: dict, opset: int | None = None) -> tuple:
     """(placeholders, outputs): the node's tensor expression over placeholders of the given shapes."""
     from lathe import te
     from lathe.ops.registry import call
@@ -240,7 +246,7 @@ def build_op(node: Node, inputs: list, ops: dict) -> tuple:
     phs = [te.placeholder(shape, dtype, name=f"in{k}") for k, (shape, dtype) in enumerate(inputs)]
     shapes = ", ".join(f"{dt}{list(sh)}" for sh, dt in inputs)
     try:
-        outs = call(node.op, phs, node.attrs, len(node.outputs))
+        outs = call(node.op, phs, node.attrs, len(node.outputs), opset)
     except LatheError as err:
         raise ModelError(f"node {node.name} ({node.op}) with inputs ({shapes}): {err}") from None
     except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as err:
@@ -250,12 +256,12 @@ def build_op(node: Node, inputs: list, ops: dict) -> tuple:
     return phs, outs
 
 
-def evaluate(node: Node, arrays: list, ops: dict) -> list:
+def evaluate(node: Node, arrays: list, ops: dict, opset: int | None = None) -> list:
     """Run one node on constant inputs with lathe itself (llvm, default schedule)."""
     import lathe
     from lathe import te
 
-    phs, outs = build_op(node, [(a.shape, str(a.dtype)) for a in arrays], ops)
+    phs, outs = build_op(node, [(a.shape, str(a.dtype)) for a in arrays], ops, opset)
     outs = outs[:max(1, len(node.outputs))]
     s = te.create_schedule(outs)
     kernel = lathe.build(s, phs + outs, target="llvm", name=f"fold_{node.op}")
@@ -264,6 +270,10 @@ def evaluate(node: Node, arrays: list, ops: dict) -> list:
     return results
 
 
-def load_onnx(model, shapes: dict | None = None) -> Graph:
-    """Read an ONNX model (path, bytes or ModelProto) into lathe's graph IR."""
-    return _Importer(parse(model), shapes or {}).run()
+def load_onnx(model, shapes: dict | None = None, constants: dict | None = None) -> Graph:
+    """Read an ONNX model (path, bytes or ModelProto) into lathe's graph IR.
+
+    `shapes` fixes input shapes; `constants` freezes graph inputs to given values (for inputs
+    that are really parameters, such as a Reshape's target shape fed as a graph input).
+    """
+    return _Importer(parse(model), shapes or {}, constants or {}).run()

@@ -26,7 +26,7 @@ def group_program(g: Graph, gr: Group) -> tuple:
         tensors[name] = te.placeholder(v.shape, v.dtype, name=_ident(name))
     for n in gr.nodes:
         try:
-            outs = call(n.op, [tensors[i] for i in n.inputs], n.attrs, len(n.outputs))
+            outs = call(n.op, [tensors[i] for i in n.inputs], n.attrs, len(n.outputs), g.opset)
         except LatheError as err:
             raise ModelError(f"node {n.name} ({n.op}): {err}") from None
         for name, t in zip(n.outputs, outs):

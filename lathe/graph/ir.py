@@ -48,6 +48,7 @@ class Graph:
     outputs: list
     nodes: list
     values: dict  # name -> Value
+    opset: int | None = None  # the model's ONNX opset (default domain)
 
     def producer(self) -> dict:
         return {o: n for n in self.nodes for o in n.outputs}
@@ -93,6 +94,8 @@ def topo_sort(nodes: list, available: set) -> list:
     for n in nodes:
         deps = set()
         for i in n.inputs:
+            if not i:  # an omitted optional input
+                continue
             if i in made_by:
                 deps.add(id(made_by[i]))
                 readers.setdefault(id(made_by[i]), []).append(n)

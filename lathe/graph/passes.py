@@ -21,7 +21,7 @@ def remove_dead(g: Graph) -> Graph:
     kept.reverse()
     values = {k: v for k, v in g.values.items() if k in live or k in g.inputs or
               any(k in n.outputs for n in kept)}
-    return Graph(g.inputs, g.outputs, kept, values)
+    return Graph(g.inputs, g.outputs, kept, values, g.opset)
 
 
 def fold_batchnorm(g: Graph) -> Graph:
@@ -52,7 +52,7 @@ def fold_batchnorm(g: Graph) -> Graph:
         g.values[out] = Value(out, g.values[conv.outputs[0]].shape, g.values[conv.outputs[0]].dtype)
         conv.outputs = [out]
         drop.add(id(bn))
-    g = Graph(g.inputs, g.outputs, [n for n in g.nodes if id(n) not in drop], g.values)
+    g = Graph(g.inputs, g.outputs, [n for n in g.nodes if id(n) not in drop], g.values, g.opset)
     return remove_dead(g)
 
 

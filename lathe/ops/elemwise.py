@@ -74,26 +74,6 @@ def broadcast_read(t: te.Tensor, idx: tuple):
     return t[tuple(0 if d == 1 else i for d, i in zip(t.shape, idx[skip:]))]
 
 
-def reading_unused(t: te.Tensor, unused: list, name: str) -> te.Tensor:
-    """t, as a compute that also reads each tensor of `unused` under a never-true condition.
-
-    Workaround: `lathe.build` rejects an argument that no stage reads, and the graph layer passes
-    every tensor input of a node (Dropout's ratio, Gemm's C when beta=0, an empty Concat part).
-    The simplifier proves `i0 < 0` false and removes the read (so reading element 0 of an empty
-    tensor is safe too); the kernel only gains an unused parameter.
-    """
-    if not unused or not t.shape:
-        return t
-
-    def f(*i):
-        v = t[i]
-        for u in unused:
-            v = te.if_then_else(i[0] < 0, te.cast(u[(0,) * u.ndim], t.dtype), v)
-        return v
-
-    return te.compute(t.shape, f, name=name + "_args")
-
-
 def elementwise(inputs: list, fn, name: str) -> te.Tensor:
     shape = broadcast_shape(*[t.shape for t in inputs])
     return te.compute(shape, lambda *i: fn(*[broadcast_read(t, i) for t in inputs]), name=name)

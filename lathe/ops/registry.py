@@ -50,16 +50,19 @@ def get(name: str) -> OpDef:
     return OPS[name]
 
 
-def call(name: str, inputs: list, attrs: dict, num_outputs: int = 1) -> list:
+def call(name: str, inputs: list, attrs: dict, num_outputs: int = 1, opset: int | None = None) -> list:
     """Run an op's compute; returns its output tensors as a list.
 
-    `num_outputs` (how many outputs the model's node lists) is passed only to computes that
-    name that parameter, e.g. Split and Dropout.
+    `num_outputs` (how many outputs the model's node lists) and `opset` (the model's ONNX opset)
+    are passed only to computes that name those parameters, e.g. Split, Dropout, Softmax.
     """
     fn = OPS[name].compute
     kwargs = dict(attrs)
-    if "num_outputs" in _params(fn):
+    params = _params(fn)
+    if "num_outputs" in params:
         kwargs.setdefault("num_outputs", num_outputs)
+    if "opset" in params and opset is not None:
+        kwargs.setdefault("opset", opset)
     out = fn(inputs, **kwargs)
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     return [_copy(t) if t.op in {i.op for i in inputs} else t for t in outs]

@@ -13,7 +13,7 @@ import numpy as np
 from lathe import te
 from lathe.expr import Expr
 from lathe.ops.elemwise import (
-    ShapeError, as_ints, as_scalar, broadcast_read, broadcast_shape, norm_axes, norm_axis, reading_unused,
+    ShapeError, as_ints, as_scalar, broadcast_read, broadcast_shape, norm_axes, norm_axis,
 )
 from lathe.ops.registry import register
 
@@ -80,7 +80,7 @@ def reshape_to(x: te.Tensor, shape: tuple, op: str) -> te.Tensor:
     if math.prod(shape) != math.prod(x.shape):
         raise ShapeError(f"{op}: cannot reshape {x.shape} ({math.prod(x.shape)} elements) to {shape}")
     if 0 in shape:
-        return reading_unused(te.compute(shape, lambda *i: te.const(0, x.dtype), name=name), [x], name)
+        return te.compute(shape, lambda *i: te.const(0, x.dtype), name=name)
     groups = _groups(x.shape, shape)
 
     def f(*o):
@@ -222,10 +222,8 @@ def concat(inputs: list[te.Tensor], axis: int | None = None, **_) -> te.Tensor:
     parts = [t for t in inputs if t.shape[axis] > 0]  # empty inputs contribute nothing
     shape = list(first.shape)
     shape[axis] = sum(t.shape[axis] for t in inputs)
-    empty = [t for t in inputs if t.shape[axis] == 0]
     if not parts:
-        return reading_unused(te.compute(tuple(shape), lambda *o: te.const(0, first.dtype), name="concat"),
-                              empty, "concat")
+        return te.compute(tuple(shape), lambda *o: te.const(0, first.dtype), name="concat")
     offsets = np.cumsum([0] + [t.shape[axis] for t in parts]).tolist()
 
     def f(*o):
@@ -240,7 +238,7 @@ def concat(inputs: list[te.Tensor], axis: int | None = None, **_) -> te.Tensor:
             expr = te.if_then_else(o[axis] < offsets[k + 1], read(k), expr)
         return expr
 
-    return reading_unused(te.compute(_check_size(shape, "Concat"), f, name="concat"), empty, "concat")
+    return te.compute(_check_size(shape, "Concat"), f, name="concat")
 
 
 @register("Split", "injective", const_inputs={1: "split"})
@@ -408,7 +406,7 @@ def dropout(inputs: list[te.Tensor], num_outputs: int = 1, **_) -> list[te.Tenso
     lathe compiles models for inference.
     """
     x = inputs[0]
-    outs = [reading_unused(x, inputs[1:], "dropout")]
+    outs = [x]
     if num_outputs > 1:
         outs.append(te.compute(x.shape, lambda *i: te.const(True, "bool"), name="dropout_mask"))
     return outs
