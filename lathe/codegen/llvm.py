@@ -18,11 +18,11 @@ from llvmlite import ir
 from lathe.errors import BuildError
 from lathe.expr import (
     Binary, Broadcast, Call, Cast, Const, Expr, Load, Not, Ramp, Select, Var, free_vars, is_float, lanes_of,
-    scalar_of,
+    post_order, scalar_of,
 )
 from lathe.runtime.module import Kernel, param_specs
 from lathe.target import Target
-from lathe.tir.stmt import Allocate, Evaluate, For, IfThenElse, PrimFunc, Seq, Stmt, Store, walk
+from lathe.tir.stmt import Allocate, Evaluate, For, IfThenElse, PrimFunc, Seq, Stmt, Store, stmt_exprs, walk
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -229,17 +229,9 @@ class _Codegen:
                 inner_defs.add(st.var)
             if isinstance(st, Allocate):
                 inner_defs.add(st.buffer)
-            exprs = []
-            if isinstance(st, For):
-                exprs = [st.extent]
-            elif isinstance(st, IfThenElse):
-                exprs = [st.cond]
-            elif isinstance(st, Store):
-                exprs = [*st.indices, st.value]
+            if isinstance(st, Store):
                 used.append(st.buffer)
-            elif isinstance(st, Evaluate):
-                exprs = [st.value]
-            for e in exprs:
+            for e in stmt_exprs(st):
                 used.extend(free_vars(e))
                 _collect_buffers(e, used)
 
@@ -429,8 +421,6 @@ def _fbytes(dtype: str) -> int:
 
 
 def _collect_buffers(e: Expr, out: list) -> None:
-    from lathe.expr import post_order
-
     post_order(e, lambda n: out.append(n.buffer) if isinstance(n, Load) else None)
 
 

@@ -170,12 +170,11 @@ class _Importer:
 
     def _convert(self, raw: Node) -> None:
         proto = raw.attrs.pop("_proto")
-        raw.inputs = [i for i in raw.inputs]  # keep '' placeholders until const inputs are taken
         try:
             attrs = _attrs(proto)
         except LatheError:
             raise
-        except Exception as err:
+        except Exception as err:  # protobuf/onnx helpers raise assorted types on malformed attributes
             raise ModelError(f"node {raw.name} ({raw.op}): cannot read its attributes: {err}") from None
         if raw.op in FOLDED_HERE:
             return self._fold_here(raw, attrs)
@@ -192,7 +191,7 @@ class _Importer:
                 attrs[opdef.const_inputs[pos]] = v.data
             else:
                 tensor_inputs.append(name)
-        outs = [o for o in raw.outputs]
+        outs = list(raw.outputs)
         while outs and not outs[-1]:
             outs.pop()
         node = Node(raw.op, raw.name, tensor_inputs, outs, attrs)

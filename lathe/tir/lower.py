@@ -128,10 +128,7 @@ def _check_attach(sch: Schedule, live: list[Stage]) -> None:
 
 
 def _reads(body: Expr | None) -> list[Tensor]:
-    out: list[Tensor] = []
-    if body is not None:
-        post_order(body, lambda n: out.append(n.tensor) if isinstance(n, TensorRead) else None)
-    return out
+    return [] if body is None else [r.tensor for r in _reads_nodes(body)]
 
 
 # ---------------------------------------------------------------------------- bounds
