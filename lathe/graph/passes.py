@@ -30,7 +30,8 @@ def fold_batchnorm(g: Graph) -> Graph:
     producer = g.producer()
     drop: set = set()
     for bn in g.nodes:
-        if bn.op != "BatchNormalization" or len(bn.inputs) != 5 or len(bn.outputs) != 1:
+        if (bn.op != "BatchNormalization" or len(bn.inputs) != 5 or len(bn.outputs) != 1
+                or bn.attrs.get("training_mode", 0)):
             continue
         conv = producer.get(bn.inputs[0])
         params = [g.values[i] for i in bn.inputs[1:]]

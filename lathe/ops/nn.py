@@ -251,12 +251,14 @@ def conv_transpose(inputs: list[te.Tensor], auto_pad: str = "NOTSET", dilations=
 
 @register("BatchNormalization", "broadcast")
 def batch_norm(inputs: list[te.Tensor], epsilon: float = 1e-5, training_mode: int = 0, num_outputs: int = 1,
-               **_) -> te.Tensor | list[te.Tensor]:
-    """Inference: (x - mean) / sqrt(var + epsilon) * scale + B, per channel (axis 1)."""
+               momentum: float = 0.9, **_) -> te.Tensor | list[te.Tensor]:
+    """(x - mean) / sqrt(var + epsilon) * scale + B, per channel (axis 1).
+
+    Inference uses the given mean and var. training_mode=1 normalizes with the batch's own mean
+    and (population) variance, and the extra outputs are the updated running statistics.
+    """
     if len(inputs) != 5:
         raise ShapeError(f"BatchNormalization: needs 5 inputs (X, scale, B, mean, var), got {len(inputs)}")
-    if training_mode:
-        raise ShapeError("BatchNormalization: training_mode=1 is not supported; lathe compiles for inference")
     x, scale, bias, mean, var = inputs
     if x.ndim < 2:
         raise ShapeError(f"BatchNormalization: X {x.shape} needs a channel axis")
@@ -265,6 +267,8 @@ def batch_norm(inputs: list[te.Tensor], epsilon: float = 1e-5, training_mode: in
         if tuple(t.shape) != (c,):
             raise ShapeError(f"BatchNormalization: {nm} {t.shape} must have shape ({c},) for X {x.shape}")
     eps = float(epsilon)
+    if training_mode:
+        return _batch_norm_training(x, scale, bias, mean, var, eps, float(momentum), num_outputs)
 
     def f(*i):
         ch = i[1]
@@ -274,6 +278,26 @@ def batch_norm(inputs: list[te.Tensor], epsilon: float = 1e-5, training_mode: in
     if num_outputs > 1:  # opset < 14 lists running mean/var outputs; in inference they are the inputs
         return [y, mean, var][:num_outputs]
     return y
+
+
+def _batch_norm_training(x, scale, bias, mean, var, eps: float, momentum: float, num_outputs: int) -> list:
+    c = x.shape[1]
+    count = float(math.prod(x.shape) // c)
+
+    def per_channel(fn, name: str) -> te.Tensor:
+        """sum over every axis but 1 of fn(x index), per channel."""
+        red = [te.reduce_axis(d, f"r{k}") for k, d in enumerate(x.shape) if k != 1]
+        return te.compute((c,), lambda ch: te.sum(fn(tuple(red[:1]) + (ch,) + tuple(red[1:])), axis=red), name=name)
+
+    total = per_channel(lambda i: x[i], "bn_sum")
+    bmean = te.compute((c,), lambda ch: total[ch] / count, name="bn_mean")
+    sq = per_channel(lambda i: (x[i] - bmean[i[1]]) * (x[i] - bmean[i[1]]), "bn_sqsum")
+    bvar = te.compute((c,), lambda ch: sq[ch] / count, name="bn_var")
+    y = te.compute(x.shape, lambda *i: (x[i] - bmean[i[1]]) * (scale[i[1]] / te.sqrt(bvar[i[1]] + eps)) + bias[i[1]],
+                   name="batchnorm")
+    run_mean = te.compute((c,), lambda ch: mean[ch] * momentum + bmean[ch] * (1 - momentum), name="running_mean")
+    run_var = te.compute((c,), lambda ch: var[ch] * momentum + bvar[ch] * (1 - momentum), name="running_var")
+    return [y, run_mean, run_var][:max(1, num_outputs)]
 
 
 # ---------------------------------------------------------------------------- pooling

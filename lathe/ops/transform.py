@@ -457,8 +457,33 @@ def _cubic_weights(t: Expr, a: float) -> list[Expr]:
     return [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
 
 
+def _antialias_taps(x: Expr, mode: str, scale: float, last: int, cubic_a: float) -> list:
+    """Downscaling with antialias: the interpolation kernel stretched by 1/scale, evaluated at
+    (tap - x) * scale on the nearest taps, edge-clamped, weights normalised to sum to 1."""
+    reach = 1.0 if mode == "linear" else 2.0  # the kernel's support at scale 1
+    start = int(math.floor(-reach / scale) + 1)  # first tap, relative to the tap just left of x
+    frac = x - te.floor(x)
+    ratio = te.if_then_else(frac == 0.0, te.const(1.0, "float32"), frac)  # in (0, 1]: prefer the left tap
+    left = te.cast(x - ratio, "int32")  # x - ratio is a whole number
+
+    def kernel(d: Expr) -> Expr:
+        d = te.abs(d)
+        if mode == "linear":
+            return te.max(1.0 - d, 0.0)
+        near = ((cubic_a + 2) * d - (cubic_a + 3)) * d * d + 1
+        far = ((cubic_a * d - 5 * cubic_a) * d + 8 * cubic_a) * d - 4 * cubic_a
+        return te.if_then_else(d <= 1.0, near, te.if_then_else(d < 2.0, far, te.const(0.0, "float32")))
+
+    offsets = range(start, 2 - start)  # symmetric about the gap between the two central taps
+    weights = [kernel((float(k) - ratio) * scale) for k in offsets]
+    total = weights[0]
+    for w in weights[1:]:
+        total = total + w
+    return [(te.max(te.min(left + k, last), 0), w / total) for k, w in zip(offsets, weights)]
+
+
 def _axis_taps(o, mode: str, coord: str, nearest: str, scale: float, n_in: int, n_out: int, roi: tuple,
-               cubic_a: float, exclude_outside: bool) -> tuple[list, Expr | None]:
+               cubic_a: float, exclude_outside: bool, antialias: bool = False) -> tuple[list, Expr | None]:
     """[(input index, weight or None)] read for output index o along one axis, and an in-range condition
     (for tf_crop_and_resize's extrapolation) or None."""
     x = _source_coord(o, coord, scale, n_in, n_out, roi)
@@ -467,6 +492,9 @@ def _axis_taps(o, mode: str, coord: str, nearest: str, scale: float, n_in: int, 
 
     def clamp(i):
         return te.max(te.min(i, last), 0)
+
+    if antialias and mode != "nearest" and scale < 1:
+        return _antialias_taps(x, mode, scale, last, cubic_a), inside
 
     if mode == "nearest":
         r = {"round_prefer_floor": lambda v: te.ceil(v - 0.5), "round_prefer_ceil": lambda v: te.floor(v + 0.5),
@@ -554,8 +582,6 @@ def resize(inputs: list[te.Tensor], roi=None, scales=None, sizes=None, mode: str
             raise ShapeError(f"Resize: scales {sc} must be positive")
         # floor(in * scale), also for tf_crop_and_resize (ONNX Runtime and the reference ignore the roi here)
         n_out = [int(np.floor(np.float32(i) * np.float32(s))) for i, s in zip(n_in, sc)]
-    if antialias and mode != "nearest" and any(s < 1 for s in sc):
-        raise ShapeError(f"Resize: antialias=1 when downscaling (scales {sc}) is not supported")
     shape = list(x.shape)
     for a, n in zip(ax, n_out):
         shape[a] = n
@@ -567,7 +593,7 @@ def resize(inputs: list[te.Tensor], roi=None, scales=None, sizes=None, mode: str
         taps_per_axis, conds = [], []
         for k in moved:
             taps, inside = _axis_taps(o[ax[k]], mode, coord, nearest, sc[k], n_in[k], n_out[k], rois[k],
-                                      float(cubic_coeff_a), bool(exclude_outside))
+                                      float(cubic_coeff_a), bool(exclude_outside), bool(antialias))
             taps_per_axis.append(taps)
             if inside is not None:
                 conds.append(inside)
