@@ -180,6 +180,28 @@ def _vectorize_pointwise(st, out: te.Tensor, target) -> None:
 
 # ---------------------------------------------------------------------------- conv2d (NCHW)
 
+def _tile_nchw(s, red: ComputeOp, group_out: te.Tensor, target, mt: int) -> tuple:
+    """Tile the (N, C, H, W) group output as parallel (N, C/mt, H) x W/wt tiles of (mt x wt), W vectorized,
+    and compute the reduction's accumulator (a register tile) at each W-tile.
+    Returns the accumulator's stage and the W tile."""
+    wt = _divisor_tile(red.shape[3], vector_lanes(target, red.dtype))
+    red_t = red.output()
+    acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
+    o = s[group_out]
+    on, oc, ooh, oow = o.op.axis
+    co, ci = o.split(oc, mt)
+    wo, wi = o.split(oow, wt)
+    o.reorder(on, co, ooh, wo, ci, wi)
+    fused = o.fuse(on, co, ooh)
+    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+        o.parallel(fused)
+    if wt > 1:
+        o.vectorize(wi)
+    a = s[acc]
+    a.compute_at(o, wo)
+    return a, wt
+
+
 def schedule_conv(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
     """Direct NCHW conv2d: an (8 output channels x W-tile) accumulator in registers per tile of the
     output, vectorized along the output width, tiles run in parallel; padded input computed once."""
@@ -187,24 +209,7 @@ def schedule_conv(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, tar
     if red is None or len(red.shape) != 4 or tuple(group_out.shape) != red.shape:
         return _schedule_fallback(s, conv_out, group_out, target, ("conv", "conv_transpose"))
     _inline_pointwise(s, [red])
-    n, m, oh, ow = red.shape
-    lanes = vector_lanes(target, red.dtype)
-    wt = _divisor_tile(ow, lanes)
-    mt = _small_divisor(m)
-    red_t = red.output()
-    acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
-    o = s[group_out]
-    on, om, ooh, oow = o.op.axis
-    mo, mi = o.split(om, mt)
-    wo, wi = o.split(oow, wt)
-    o.reorder(on, mo, ooh, wo, mi, wi)
-    fused = o.fuse(on, mo, ooh)
-    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
-        o.parallel(fused)
-    if wt > 1:
-        o.vectorize(wi)
-    a = s[acc]
-    a.compute_at(o, wo)
+    a, wt = _tile_nchw(s, red, group_out, target, _small_divisor(red.shape[1]))
     an, am, aoh, aow = a.op.axis
     raxes = list(a.op.reduce_axis)
     a.reorder(an, aoh, *raxes, am, aow)
@@ -302,21 +307,7 @@ def schedule_pool(s: te.Schedule, pool_out: te.Tensor, group_out: te.Tensor, tar
     if len(spatial) != 2 or all(d == 1 for d in spatial):
         return _schedule_fallback(s, pool_out, group_out, target, ("pool",))
     _inline_pointwise(s, [red])
-    lanes = vector_lanes(target, red.dtype)
-    ow = red.shape[3]
-    wt = _divisor_tile(ow, lanes)
-    red_t = red.output()
-    acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
-    o = s[group_out]
-    on, oc, ooh, oow = o.op.axis
-    wo, wi = o.split(oow, wt)
-    fused = o.fuse(on, oc, ooh)
-    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
-        o.parallel(fused)
-    if wt > 1:
-        o.vectorize(wi)
-    a = s[acc]
-    a.compute_at(o, wo)
+    a, wt = _tile_nchw(s, red, group_out, target, 1)
     an, ac, aoh, aow = a.op.axis
     a.reorder(an, ac, aoh, *a.op.reduce_axis, aow)
     if wt > 1:
