@@ -35,10 +35,8 @@ class GraphModule:
         self.spec, self.source, self._lib = spec, source, lib
         self.target = spec["target"]
         self.stats: dict = {}
-        self._params = params
-        bufs: dict = {}
-        for name, arr in params.items():
-            bufs[name] = _aligned_copy(arr)
+        bufs: dict = {name: _aligned_copy(arr) for name, arr in params.items()}
+        self._params = {name: bufs[name] for name in params}  # the kernels' aligned copies, held once
         arenas = [_aligned_empty((max(n, 1),), "uint8") for n in spec["slots"]]
         for name, slot in spec["slot_of"].items():
             v = spec["values"][name]

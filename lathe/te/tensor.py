@@ -79,7 +79,7 @@ class Tensor:
             indices = (indices,)
         if len(indices) != len(self.shape):
             raise IndexError(f"tensor {self.name} has {len(self.shape)} dimensions, indexed with {len(indices)}")
-        idx = tuple(cast(convert(i), "int32") if convert(i).dtype == "int64" else convert(i) for i in indices)
+        idx = tuple(cast(i, "int32") if i.dtype == "int64" else i for i in map(convert, indices))
         for i in idx:
             if i.dtype != "int32":
                 raise TypeError(f"index {i} of tensor {self.name} is {i.dtype}; indices must be int32")
