@@ -19,8 +19,8 @@ def remove_dead(g: Graph) -> Graph:
             kept.append(n)
             live.update(n.inputs)
     kept.reverse()
-    values = {k: v for k, v in g.values.items() if k in live or k in g.inputs or
-              any(k in n.outputs for n in kept)}
+    produced = {o for n in kept for o in n.outputs}
+    values = {k: v for k, v in g.values.items() if k in live or k in g.inputs or k in produced}
     return Graph(g.inputs, g.outputs, kept, values, g.opset)
 
 
