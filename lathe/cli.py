@@ -154,6 +154,42 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from lathe.benchmark import bench_model, save_json
+
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    res = bench_model(resolve_model(args.model), targets, args.runs, args.threads, peers)
+    print(f"{args.model}, {args.threads} threads, median of {args.runs} (same process, alternating blocks):")
+    print(f"  {'system':24s} {'median ms':>10s} {'p10':>8s} {'p90':>8s}  {'vs fastest peer':>15s}")
+    for name, r in res.items():
+        ratio = "" if r["ratio_to_fastest_peer"] is None else f"{r['ratio_to_fastest_peer']:.2f}"
+        print(f"  {name:24s} {r['median_ms']:10.2f} {r['p10_ms']:8.2f} {r['p90_ms']:8.2f}  {ratio:>15s}")
+    if args.json:
+        save_json(args.json, f"bench {args.model}", {"model": args.model, "threads": args.threads,
+                                                      "runs": args.runs, "results": res})
+        print(f"saved {args.json}")
+    if args.plot:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise LatheError("--plot needs matplotlib: pip install matplotlib") from None
+        names = list(res)
+        fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(names)))
+        med = [res[n]["median_ms"] for n in names]
+        err = [[m - res[n]["p10_ms"] for n, m in zip(names, med)], [res[n]["p90_ms"] - m for n, m in zip(names, med)]]
+        ax.barh(names, med, xerr=err)
+        ax.set_xlabel("ms (median, p10-p90)")
+        ax.set_title(f"{args.model}, {args.threads} threads")
+        fig.tight_layout()
+        fig.savefig(args.plot)
+        print(f"saved {args.plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lathe", description="lathe: a deep-learning compiler")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -163,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         if model:
             p.add_argument("model", help="an .onnx file or a zoo model name (resnet18, efficientnet_lite0)")
         if target:
-            p.add_argument("-t", "--target", default="llvm", help="target string, e.g. llvm or 'llvm -threads=2'")
+            p.add_argument("-t", "--target", default="llvm",
+                           help="target string, e.g. llvm or 'llvm -threads=2'; bench takes a comma-separated list")
         p.set_defaults(fn=fn)
         return p
 
@@ -179,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     cmd("check", cmd_check, "compare every output with ONNX Runtime on random inputs").add_argument(
         "--rtol", type=float, default=1e-4, help="largest allowed error relative to max |ORT output|")
     cmd("info", cmd_info, "operators, parameters and FLOPs of a model", target=False)
+    p = cmd("bench", cmd_bench, "time lathe against peers in one process (median, p10, p90, ratios)")
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--peers", default="onnxruntime", help="comma-separated: onnxruntime")
+    p.add_argument("--json", help="save the results (and the machine's description) to this file")
+    p.add_argument("--plot", help="save a bar chart to this PNG file (needs matplotlib)")
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -48,3 +48,14 @@ def test_targets_lists_every_kind(capsys):
     out = capsys.readouterr().out
     for kind in ("llvm", "c", "cuda", "opencl", "opengl", "webgl", "webgpu", "wasm"):
         assert kind in out
+
+
+def test_bench_compares_with_onnxruntime_in_one_run(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "resnet18", "-t", "llvm", "--runs", "3", "--peers", "onnxruntime", "--json", str(out)]) == 0
+    import json
+
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"lathe llvm", "onnxruntime"} and data["machine"]["cores"] >= 1
+    assert data["results"]["onnxruntime"]["ratio_to_fastest_peer"] == 1.0
+    assert data["results"]["lathe llvm"]["median_ms"] > 0

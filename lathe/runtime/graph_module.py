@@ -123,6 +123,11 @@ class GraphModule:
         outs = self.run(dict(zip(self._input_names, arrays)))
         return outs[0] if len(outs) == 1 else outs
 
+    def bind(self, feed: dict):
+        """Set the inputs once; returns a function that runs the model on them (outputs stay in place)."""
+        self._feed(feed)
+        return self._execute
+
     def benchmark(self, feed: dict, repeat: int = 50, warmup: int = 5) -> list:
         """Seconds per run of the whole model (inputs already set, outputs not copied)."""
         self._feed(feed)

@@ -1,0 +1,106 @@
+"""Benchmark harness shared by `lathe bench` and bench/*.py: same-run comparisons with peers.
+
+Every system runs in one process, alternating in blocks (each with its own warm-up, so one
+system's spinning thread pool does not tax the next), and results carry the machine's description.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+
+def machine() -> dict:
+    """What the numbers were measured on: CPU model, LLVM's view of it, SIMD features, cores."""
+    from lathe.codegen.llvm import host_cpu
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    cpu, features = host_cpu()
+    simd = [f for f in ("avx512f", "avx2", "fma", "avx") if f"+{f}" in features]
+    return {"cpu_model": model, "llvm_cpu": cpu, "simd": simd, "cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform()}
+
+
+def stats(times: list) -> dict:
+    t = np.asarray(times)
+    return {"median_ms": float(np.median(t) * 1e3), "p10_ms": float(np.percentile(t, 10) * 1e3),
+            "p90_ms": float(np.percentile(t, 90) * 1e3), "runs": len(t)}
+
+
+def interleaved(fns: dict, runs: int, blocks: int = 5, warmup: int = 5) -> dict:
+    """Time each callable `runs` times, alternating in blocks so machine noise hits all alike.
+
+    Blocks rather than single calls: each system's thread pool spins for a while after a call,
+    and alternating call by call would measure the pools fighting over the cores.
+    """
+    times: dict = {k: [] for k in fns}
+    per_block = max(1, runs // blocks)
+    while min(len(v) for v in times.values()) < runs:
+        for k, f in fns.items():
+            for _ in range(warmup):
+                f()
+            for _ in range(min(per_block, runs - len(times[k]))):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def save_json(path: str, name: str, payload: dict) -> str:
+    """Write payload plus date, git commit and machine description; returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    with open(path, "w") as fh:
+        json.dump({"benchmark": name, "date": stamp, "commit": commit, "machine": machine(), **payload}, fh, indent=1)
+    return path
+
+
+def peer_runner(peer: str, model, feed: dict, threads: int):
+    """A zero-argument callable running `model` in a peer system, or ImportError if it is not installed."""
+    if peer == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return lambda: sess.run(None, feed)
+    raise ValueError(f"unknown peer {peer!r}; peers: onnxruntime (torch and torch-compile come with the "
+                     "PyTorch front end)")
+
+
+def bench_model(model, targets: list, runs: int, threads: int, peers: list) -> dict:
+    """Median/p10/p90 of lathe on each target and of each peer, plus each one's ratio to the fastest peer."""
+    import lathe
+    from lathe.frontend.onnx import parse
+
+    proto = parse(model)
+    systems: dict = {}
+    feed = None
+    for t in targets:
+        mod = lathe.compile(proto, f"{t} -threads={threads}" if "-threads" not in t else t)
+        if feed is None:
+            rng = np.random.default_rng(0)
+            feed = {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in mod.spec["inputs"]}
+        systems[f"lathe {t}"] = mod.bind(feed)
+    for p in peers:
+        systems[p] = peer_runner(p, proto, feed, threads)
+    res = {k: stats(v) for k, v in interleaved(systems, runs).items()}
+    best_peer = min((res[p]["median_ms"] for p in peers), default=None)
+    for r in res.values():
+        r["ratio_to_fastest_peer"] = r["median_ms"] / best_peer if best_peer else None
+    return res
