@@ -49,6 +49,8 @@ def mem_type(dtype: str) -> ir.Type:
 
 
 _initialized = False
+_have_mvec = False
+MVEC = {"exp": "expf", "log": "logf", "tanh": "tanhf", "erf": "erff", "pow": "powf"}  # float32 only
 
 
 def _init() -> None:
@@ -58,6 +60,12 @@ def _init() -> None:
         llvm.initialize_native_asmprinter()
         gomp = ctypes.util.find_library("gomp") or "libgomp.so.1"
         llvm.load_library_permanently(gomp)
+        global _have_mvec
+        try:  # glibc's vector math (>= 2.35 has exp/log/pow/tanh/erf in SSE/AVX2/AVX-512 widths)
+            llvm.load_library_permanently(ctypes.util.find_library("mvec") or "libmvec.so.1")
+            _have_mvec = True
+        except RuntimeError:
+            _have_mvec = False
         _initialized = True
 
 
@@ -345,21 +353,42 @@ class _Codegen:
     def expr_Call(self, e: Call):
         args = [self.expr(a) for a in e.args]
         t = ltype(e.dtype)
+        n = lanes_of(e.dtype)
+        widths = [w for w in (16, 8) if w <= self.vector_bits // 32 and n % w == 0]
+        if _have_mvec and e.name in MVEC and scalar_of(e.dtype) == "float32" and widths:
+            return self._mvec_call(e.name, args, n, widths[0])
         if e.name in LLVM_MATH:
             name = "fabs" if e.name == "fabs" else e.name
             fn = self._declare(f"llvm.{name}.{_suffix(e.dtype)}", ir.FunctionType(t, [t] * len(args)))
             return self.b.call(fn, args)
-        # tanh, erf: libm, lane by lane for vectors
+        # tanh, erf without libmvec, or odd widths: libm, lane by lane
         st = SCALAR[scalar_of(e.dtype)]
         cname = e.name + ("f" if scalar_of(e.dtype) == "float32" else "")
         fn = self._declare(cname, ir.FunctionType(st, [st] * len(args)))
-        n = lanes_of(e.dtype)
         if n == 1:
             return self.b.call(fn, args)
         out = ir.Constant(t, None)
         for k in range(n):
             lane = [self.b.extract_element(a, ir.Constant(I32, k)) for a in args]
             out = self.b.insert_element(out, self.b.call(fn, lane), ir.Constant(I32, k))
+        return out
+
+    def _mvec_call(self, name: str, args: list, n: int, width: int):
+        """libmvec's vector function, one call per `width` lanes (LLVM would call libm per lane)."""
+        isa = "e" if width == 16 else "d"  # AVX-512 or AVX2 variant; glibc picks the code at load time
+        vt = ir.VectorType(ir.FloatType(), width)
+        fn = self._declare(f"_ZGV{isa}N{width}{'v' * len(args)}_{MVEC[name]}", ir.FunctionType(vt, [vt] * len(args)))
+        if n == width:
+            return self.b.call(fn, args)
+        out = ir.Constant(ir.VectorType(ir.FloatType(), n), None)
+        for k in range(0, n, width):
+            take = ir.Constant(ir.VectorType(I32, width), list(range(k, k + width)))
+            chunk = [self.b.shuffle_vector(a, ir.Constant(a.type, None), take) for a in args]
+            part = self.b.call(fn, chunk)
+            widen = ir.Constant(ir.VectorType(I32, n), [i if i < width else 0 for i in range(n)])
+            wide = self.b.shuffle_vector(part, ir.Constant(vt, None), widen)
+            blend = [n + j - k if k <= j < k + width else j for j in range(n)]  # lanes k..k+width from `wide`
+            out = self.b.shuffle_vector(out, wide, ir.Constant(ir.VectorType(I32, n), blend))
         return out
 
     def expr_Binary(self, e: Binary):
@@ -481,7 +510,7 @@ def link_shared(lib: LLVMLibrary, name: str) -> str:
         obj = fh.name
     out = obj[:-2] + ".so"
     cc = os.environ.get("CC", "cc")
-    res = subprocess.run([cc, "-shared", "-o", out, obj, "-lgomp", "-lm"], capture_output=True, text=True)
+    res = subprocess.run([cc, "-shared", "-o", out, obj, "-lgomp", "-lmvec", "-lm"], capture_output=True, text=True)
     os.unlink(obj)
     if res.returncode != 0:
         raise BuildError(f"kernel {name}: linking the shared library failed:\n{res.stderr[:2000]}")
