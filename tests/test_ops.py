@@ -155,6 +155,14 @@ add("BatchNormalization", [R(2, 3, 4, 5), R(3, seed=1), R(3, seed=2), R(3, seed=
     id="nchw", c=True)
 add("BatchNormalization", [R(4, 3), R(3, seed=1), R(3, seed=2), R(3, seed=3), R(3, seed=4, lo=0.5, hi=2)],
     {"epsilon": 1e-2}, id="2d-epsilon")
+for opset in (14, 15):  # training_mode: batch statistics; the extra outputs are the running mean and var
+    add("BatchNormalization", [R(2, 3, 4, 5), R(3, seed=1), R(3, seed=2), R(3, seed=3), R(3, seed=4, lo=0.5, hi=2)],
+        {"training_mode": 1, "momentum": 0.8, "epsilon": 1e-3}, opset=opset, outputs=3,
+        id=f"training-running-stats-opset{opset}")
+add("BatchNormalization", [R(4, 3), R(3, seed=1), R(3, seed=2), R(3, seed=3), R(3, seed=4, lo=0.5, hi=2)],
+    {"training_mode": 1}, opset=15, outputs=3, id="training-2d")
+add("BatchNormalization", [R(2, 2, 3, 2, 3), R(2, seed=1), R(2, seed=2), R(2, seed=3), R(2, seed=4, lo=0.5, hi=2)],
+    {"training_mode": 1}, opset=15, outputs=3, id="training-3d-default-momentum")
 for op in ("Softmax", "LogSoftmax"):
     add(op, [R(2, 3, 4, lo=-3, hi=3)], id="default", c=op == "Softmax")
     add(op, [R(2, 3, 4, lo=-3, hi=3)], {"axis": 1}, id="axis1")
@@ -329,6 +337,26 @@ add("Resize", [R(1, 2, 4, 6), None, None, I(6, 6)],
     {"axes": [2, 3], "keep_aspect_ratio_policy": "not_larger"}, opset=19, id="not-larger")
 add("Resize", [R(1, 2, 4, 6), None, None, I(6, 6)],
     {"axes": [2, 3], "keep_aspect_ratio_policy": "not_smaller", "mode": "linear"}, opset=19, id="not-smaller")
+# antialias: downscaling stretches the kernel by 1/scale (wider window, weights renormalised)
+for mode in ("linear", "cubic"):
+    add("Resize", [R(1, 2, 8, 9), None, np.array([1, 1, 0.6, 0.35], np.float32)],
+        {"mode": mode, "antialias": 1}, opset=18, id=f"{mode}-antialias-scales")
+    add("Resize", [R(1, 2, 9, 10), None, None, I(1, 2, 4, 3)],
+        {"mode": mode, "antialias": 1}, opset=18, id=f"{mode}-antialias-sizes")
+    add("Resize", [R(1, 2, 6, 10), None, np.array([1, 1, 1.5, 0.45], np.float32)],
+        {"mode": mode, "antialias": 1, "coordinate_transformation_mode": "asymmetric"}, opset=18,
+        id=f"{mode}-antialias-up-and-down")
+    add("Resize", [R(1, 2, 10, 11), None, None, I(3, 5)],
+        {"mode": mode, "antialias": 1, "axes": [3, 2], "coordinate_transformation_mode": "align_corners"},
+        opset=18, id=f"{mode}-antialias-axes-align-corners")
+add("Resize", [R(1, 2, 9, 10), None, np.array([1, 1, 0.5, 0.3], np.float32)],
+    {"mode": "cubic", "antialias": 1, "exclude_outside": 1, "cubic_coeff_a": -0.5}, opset=18,
+    id="cubic-antialias-exclude-outside-coeff")
+for mode in ("linear", "cubic"):
+    add("Resize", [R(1, 2, 9, 10), None, np.array([1, 1, 0.5, 0.3], np.float32)],
+        {"mode": mode, "antialias": 1, "exclude_outside": 1}, opset=18, id=f"{mode}-antialias-exclude-outside")
+add("Resize", [R(1, 2, 9, 10), None, np.array([1, 1, 0.6, 0.3], np.float32)],
+    {"mode": "cubic", "antialias": 1, "cubic_coeff_a": -0.5}, opset=18, id="cubic-antialias-coeff")
 add("Resize", [R(1, 2, 3, 4), np.array([1, 1, 2, 2], np.float32)], {"mode": "nearest"}, opset=10,
     id="opset10-nearest")
 add("Resize", [R(1, 3, 16, 16), None, np.array([1, 1, 2, 2], np.float32)],

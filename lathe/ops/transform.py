@@ -457,9 +457,11 @@ def _cubic_weights(t: Expr, a: float) -> list[Expr]:
     return [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
 
 
-def _antialias_taps(x: Expr, mode: str, scale: float, last: int, cubic_a: float) -> list:
+def _antialias_taps(x: Expr, mode: str, scale: float, last: int, cubic_a: float, exclude_outside: bool) -> list:
     """Downscaling with antialias: the interpolation kernel stretched by 1/scale, evaluated at
-    (tap - x) * scale on the nearest taps, edge-clamped, weights normalised to sum to 1."""
+    (tap - x) * scale on the nearest taps, edge-clamped, weights normalised to sum to 1.
+
+    With exclude_outside, taps outside the input get weight 0 before the normalisation."""
     reach = 1.0 if mode == "linear" else 2.0  # the kernel's support at scale 1
     start = int(math.floor(-reach / scale) + 1)  # first tap, relative to the tap just left of x
     frac = x - te.floor(x)
@@ -476,6 +478,9 @@ def _antialias_taps(x: Expr, mode: str, scale: float, last: int, cubic_a: float)
 
     offsets = range(start, 2 - start)  # symmetric about the gap between the two central taps
     weights = [kernel((float(k) - ratio) * scale) for k in offsets]
+    if exclude_outside:
+        weights = [te.if_then_else(te.all(left + k >= 0, left + k <= last), w, te.const(0.0, "float32"))
+                   for k, w in zip(offsets, weights)]
     total = weights[0]
     for w in weights[1:]:
         total = total + w
@@ -494,7 +499,7 @@ def _axis_taps(o, mode: str, coord: str, nearest: str, scale: float, n_in: int, 
         return te.max(te.min(i, last), 0)
 
     if antialias and mode != "nearest" and scale < 1:
-        return _antialias_taps(x, mode, scale, last, cubic_a), inside
+        return _antialias_taps(x, mode, scale, last, cubic_a, exclude_outside), inside
 
     if mode == "nearest":
         r = {"round_prefer_floor": lambda v: te.ceil(v - 0.5), "round_prefer_ceil": lambda v: te.floor(v + 0.5),
