@@ -402,24 +402,25 @@ def post_order(e: Expr, visit: Callable[[Expr], Any]) -> None:
         visit(n)
 
 
-def transform(e: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
+def transform(e: Expr, fn: Callable[[Expr], Expr | None], memo: dict | None = None) -> Expr:
     """Bottom-up rewrite: `fn(node)` returns a replacement or None to keep the (rebuilt) node.
 
     `fn` is first offered the original node (top-down); if it declines, children are
-    rewritten and the node is rebuilt only when one of them changed.
+    rewritten and the node is rebuilt only when one of them changed. Shared nodes are rewritten
+    once; pass `memo` to share that across calls (it holds each node, so ids are never reused).
     """
-    memo: dict[int, Expr] = {}
+    memo = {} if memo is None else memo
 
     def go(n: Expr) -> Expr:
-        key = id(n)
-        if key in memo:
-            return memo[key]
+        hit = memo.get(id(n))
+        if hit is not None and hit[0] is n:
+            return hit[1]
         r = fn(n)
         if r is None:
             kids = n.children()
             new = [go(k) for k in kids]
             r = n.rebuild(new) if any(a is not b for a, b in zip(kids, new)) else n
-        memo[key] = r
+        memo[id(n)] = (n, r)
         return r
 
     return go(e)

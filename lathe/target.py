@@ -9,6 +9,9 @@ from lathe.errors import TargetError
 
 KINDS = ("llvm", "c", "cuda", "opencl", "opengl", "webgl", "webgpu", "wasm")
 BUILDABLE = ("llvm", "c")  # kinds whose code generator exists in this version
+# which schedule module (lathe/ops/<family>.py) serves each kind
+FAMILY = {"llvm": "cpu", "c": "cpu", "wasm": "cpu", "cuda": "gpu", "opencl": "gpu", "webgpu": "gpu",
+          "opengl": "gl", "webgl": "gl"}
 
 
 def default_threads() -> int:
@@ -44,6 +47,10 @@ class Target:
             except (ValueError, AssertionError):
                 raise TargetError(f"target {text!r}: -threads must be a positive integer") from None
         return Target(parts[0], attrs)
+
+    @property
+    def family(self) -> str:
+        return FAMILY[self.kind]
 
     @property
     def threads(self) -> int:

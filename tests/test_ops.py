@@ -19,7 +19,7 @@ import lathe
 from lathe import te
 from lathe.ops import OPS, cpu
 from lathe.ops.elemwise import ShapeError
-from lathe.ops.registry import call
+from lathe.ops.registry import call, family_schedules
 from lathe.target import Target
 
 onnx = pytest.importorskip("onnx")
@@ -489,18 +489,19 @@ def schedule_variants(case: Case, target: Target, outs: list) -> list:
     if not case.scheduled or len(outs) != 1:
         return variants
     out = outs[0]
+    schedules = family_schedules(target)
     if opdef.schedule is not None:
         s = te.create_schedule(out)
-        opdef.schedule(s, out, out, target)
+        schedules[opdef.schedule](s, out, out, target)
         variants.append(("hook", s, outs, None))
         if out.dtype == "float32":  # the graph layer fuses a ReLU and inlines it before calling the hook
             relu = te.compute(out.shape, lambda *i: te.max(out[i], te.const(0.0, "float32")), name="relu")
             s = te.create_schedule(relu)
-            opdef.schedule(s, out, relu, target)
+            schedules[opdef.schedule](s, out, relu, target)
             variants.append(("hook+relu", s, [relu], lambda w: np.maximum(w, 0)))
     elif opdef.pattern in ("elemwise", "broadcast", "injective") and out.op.input_tensors():
         s = te.create_schedule(out)
-        cpu.schedule_injective(s, out, target)
+        schedules["injective"](s, out, target)
         variants.append(("injective", s, outs, None))
     return variants
 

@@ -80,3 +80,23 @@ def test_select_guards_loads_of_padding():
 def test_pipeline_passes_are_named_functions():
     assert [n for n, _ in PIPELINE][:3] == ["simplify", "remove_noop", "flatten_storage"]
     assert vectorize in [p for _, p in PIPELINE]
+
+
+def test_shared_subexpressions_stay_linear() -> None:
+    """A DAG with 2**40 paths (each level uses the one below twice) must simplify and compile as a DAG."""
+    import lathe
+
+    a = te.placeholder((16,), "float32", name="a")
+
+    def body(i):
+        e = a[i]
+        for _ in range(40):
+            e = e * 0.5 + e
+        return e
+
+    b = te.compute((16,), body, name="b")
+    kernel = lathe.build(te.create_schedule(b), [a, b], target="llvm")
+    x = np.linspace(-1, 1, 16, dtype=np.float32)
+    y = np.empty_like(x)
+    kernel(x, y)
+    np.testing.assert_allclose(y, x * np.float32(1.5) ** 40, rtol=1e-5)

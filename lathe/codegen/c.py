@@ -230,4 +230,4 @@ def build_c(func: PrimFunc, target: Target) -> Kernel:
     path = compile_c(source, func.name)
     lib = ctypes.CDLL(path)
     cfunc = getattr(lib, func.name)
-    return Kernel(func.name, param_specs(func), cfunc, path, source, str(func), str(target), lib)
+    return Kernel(func.name, param_specs(func), cfunc, path, source, func, str(target), lib)

@@ -92,6 +92,7 @@ class _Codegen:
         self.target, self.vector_bits = target, vector_bits
         self.module = ir.Module(name=name)
         self.in_parallel = False
+        self._memo: dict = {}
 
     # ------------------------------------------------------------------ functions
     def add(self, func: PrimFunc) -> None:
@@ -119,6 +120,7 @@ class _Codegen:
 
     # ------------------------------------------------------------------ statements
     def stmt(self, s: Stmt) -> None:
+        self._memo = {}  # a statement may store to what an earlier one loaded: values are reused within one only
         getattr(self, "stmt_" + type(s).__name__)(s)
 
     def stmt_Seq(self, s: Seq) -> None:
@@ -297,7 +299,16 @@ class _Codegen:
 
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr):
-        return getattr(self, "expr_" + ("Var" if isinstance(e, Var) else type(e).__name__))(e)
+        if isinstance(e, (Const, Var)):
+            return getattr(self, "expr_" + ("Var" if isinstance(e, Var) else "Const"))(e)
+        # Inlined stages share subexpressions (resize weights, softmax sums): emit each shared node once,
+        # or the walk is exponential in the nesting. Reuse only within the same basic block (dominance).
+        hit = self._memo.get(id(e))
+        if hit is not None and hit[0] is e and hit[1] is self.b.block:
+            return hit[2]
+        value = getattr(self, "expr_" + type(e).__name__)(e)
+        self._memo[id(e)] = (e, self.b.block, value)
+        return value
 
     def expr_Const(self, e: Const):
         t = ltype(e.dtype)
@@ -498,7 +509,7 @@ def cfunc_at(addr: int, nargs: int):
 def build_llvm(func: PrimFunc, target: Target) -> Kernel:
     lib, addrs, text = compile_llvm([func], target, func.name)
     cfunc = cfunc_at(addrs[func.name], len(func.params))
-    return Kernel(func.name, param_specs(func), cfunc, None, text, str(func), str(target), lib)
+    return Kernel(func.name, param_specs(func), cfunc, None, text, func, str(target), lib)
 
 
 def link_shared(lib: LLVMLibrary, name: str) -> str:

@@ -9,7 +9,7 @@ from lathe import te
 from lathe.errors import LatheError, ModelError
 from lathe.graph.ir import Graph
 from lathe.graph.passes import Group, fold_batchnorm, fuse, plan_memory, remove_dead
-from lathe.ops.registry import OPS, call
+from lathe.ops.registry import OPS, call, family_schedules
 from lathe.target import Target
 from lathe.tir import PrimFunc, lower_schedule, run_pipeline
 
@@ -36,8 +36,7 @@ def group_program(g: Graph, gr: Group) -> tuple:
 
 def schedule_group(g: Graph, gr: Group, target: Target):
     """Inline the group's elementwise/injective intermediates, then apply the heavy op's schedule."""
-    from lathe.ops import cpu  # target family: the only one so far
-
+    schedules = family_schedules(target)
     ins, outs, tensors = group_program(g, gr)
     s = te.create_schedule(outs)
     last = gr.nodes[-1]
@@ -49,10 +48,11 @@ def schedule_group(g: Graph, gr: Group, target: Target):
             if not st.op.reduce_axis:
                 st.compute_inline()
     out = outs[0]
-    if gr.master is not None and OPS[gr.master.op].schedule is not None:
-        OPS[gr.master.op].schedule(s, tensors[gr.master.outputs[0]], out, target)
+    hook = OPS[gr.master.op].schedule if gr.master is not None else None
+    if hook is not None:
+        schedules[hook](s, tensors[gr.master.outputs[0]], out, target)
     elif gr.master is None and len(outs) == 1:
-        cpu.schedule_injective(s, out, target)
+        schedules["injective"](s, out, target)
     return s, ins + outs
 
 

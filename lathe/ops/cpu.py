@@ -328,3 +328,8 @@ def schedule_reduce(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor, tar
         _vectorize_pointwise(st, group_out, target)
         return _schedule_roots(s, target)
     _schedule_fallback(s, op_out, group_out, target, ("reduce",))
+
+
+# hook name (OpDef.schedule) -> schedule; every target family's module has such a table
+SCHEDULES = {"conv": schedule_conv, "pool": schedule_pool, "matmul": schedule_matmul, "reduce": schedule_reduce,
+             "injective": schedule_injective}

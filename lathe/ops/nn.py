@@ -1,6 +1,7 @@
 """Neural-network operators (ONNX semantics): convolutions, pooling, normalisation, matrix products.
 
-Computes are target-free; the CPU schedules in cpu.py find their stages by `tag`:
+Computes are target-free; `schedule="conv"` names a hook that each target family's module (cpu.py, ...)
+provides in its SCHEDULES table. Hooks find the stages by `tag`:
   conv_pad / pool_pad   the zero- (or -inf-) padded input, when there is padding
   conv / pool / matmul  the reduction
   conv_bias, pool_avg, gemm_epilogue   a pointwise stage after the reduction
@@ -14,7 +15,6 @@ import numpy as np
 
 from lathe import te
 from lathe.expr import Expr
-from lathe.ops import cpu
 from lathe.ops.elemwise import (
     ShapeError, as_ints, broadcast_read, broadcast_shape, minmax_dtype,
 )
@@ -127,7 +127,7 @@ def window_input(x: te.Tensor, pb: list, pe: list, fill, tag: str, strides: list
 
 # ---------------------------------------------------------------------------- convolution
 
-@register("Conv", "complex", schedule=cpu.schedule_conv)
+@register("Conv", "complex", schedule="conv")
 def conv(inputs: list[te.Tensor], auto_pad: str = "NOTSET", dilations=None, group: int = 1, kernel_shape=None,
          pads=None, strides=None, **_) -> te.Tensor:
     """N-d convolution, NC[D]HW layout: X (N, C, *in), W (M, C/group, *k), optional bias B (M)."""
@@ -172,7 +172,7 @@ def conv(inputs: list[te.Tensor], auto_pad: str = "NOTSET", dilations=None, grou
     return te.compute(out.shape, lambda *i: out[i] + b[i[1]], name="conv_bias", tag="conv_bias")
 
 
-@register("ConvTranspose", "complex", schedule=cpu.schedule_conv)
+@register("ConvTranspose", "complex", schedule="conv")
 def conv_transpose(inputs: list[te.Tensor], auto_pad: str = "NOTSET", dilations=None, group: int = 1,
                    kernel_shape=None, output_padding=None, output_shape=None, pads=None, strides=None,
                    **_) -> te.Tensor:
@@ -395,7 +395,7 @@ def _argmax_indices(x: te.Tensor, read, mx: te.Tensor, ks: list, st: list, dl: l
     return te.compute(mx.shape, lambda *i: te.cast(idx[i], "int64"), name="maxpool_indices")
 
 
-@register("MaxPool", "reduce", schedule=cpu.schedule_pool)
+@register("MaxPool", "reduce", schedule="pool")
 def max_pool(inputs: list[te.Tensor], kernel_shape=None, strides=None, pads=None, dilations=None, ceil_mode: int = 0,
              auto_pad: str = "NOTSET", storage_order: int = 0, num_outputs: int = 1,
              **_) -> te.Tensor | list[te.Tensor]:
@@ -405,7 +405,7 @@ def max_pool(inputs: list[te.Tensor], kernel_shape=None, strides=None, pads=None
                  storage_order if num_outputs > 1 else None)
 
 
-@register("AveragePool", "reduce", schedule=cpu.schedule_pool)
+@register("AveragePool", "reduce", schedule="pool")
 def average_pool(inputs: list[te.Tensor], kernel_shape=None, strides=None, pads=None, dilations=None,
                  ceil_mode: int = 0, auto_pad: str = "NOTSET", count_include_pad: int = 0, **_) -> te.Tensor:
     return _pool("AveragePool", inputs[0], "avg", kernel_shape, strides, pads, dilations, ceil_mode, auto_pad,
@@ -428,12 +428,12 @@ def _global_pool(op: str, x: te.Tensor, kind: str) -> te.Tensor:
     return te.compute(shape, lambda *i: out[i] * inv, name="global_avgpool_div", tag="pool_avg")
 
 
-@register("GlobalAveragePool", "reduce", schedule=cpu.schedule_pool)
+@register("GlobalAveragePool", "reduce", schedule="pool")
 def global_average_pool(inputs: list[te.Tensor], **_) -> te.Tensor:
     return _global_pool("GlobalAveragePool", inputs[0], "avg")
 
 
-@register("GlobalMaxPool", "reduce", schedule=cpu.schedule_pool)
+@register("GlobalMaxPool", "reduce", schedule="pool")
 def global_max_pool(inputs: list[te.Tensor], **_) -> te.Tensor:
     return _global_pool("GlobalMaxPool", inputs[0], "max")
 
@@ -462,7 +462,7 @@ def contraction(shape: tuple, term, k: int, name: str, interleave: bool) -> te.T
                       attrs={"interleaved": True})
 
 
-@register("Gemm", "complex", schedule=cpu.schedule_matmul)
+@register("Gemm", "complex", schedule="matmul")
 def gemm(inputs: list[te.Tensor], alpha: float = 1.0, beta: float = 1.0, transA: int = 0, transB: int = 0,
          **_) -> te.Tensor:
     """alpha * A' B' + beta * C, A' = A or A^T (transA), B' = B or B^T; C broadcasts to (M, N)."""
@@ -504,7 +504,7 @@ def gemm(inputs: list[te.Tensor], alpha: float = 1.0, beta: float = 1.0, transA:
     return out
 
 
-@register("MatMul", "complex", schedule=cpu.schedule_matmul)
+@register("MatMul", "complex", schedule="matmul")
 def matmul(inputs: list[te.Tensor], **_) -> te.Tensor:
     """NumPy matmul: batch dims broadcast; a 1-D A gains a leading 1, a 1-D B a trailing 1 (then dropped)."""
     if len(inputs) != 2:

@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 from lathe import te
-from lathe.ops import cpu
 from lathe.ops.elemwise import ShapeError, minmax_dtype, norm_axes, norm_axis
 from lathe.ops.registry import register
 
@@ -46,7 +45,7 @@ def _reduce_args(op: str, x: te.Tensor, axes, keepdims: int, noop_with_empty_axe
 
 
 def _reduce_op(name: str, combiner, mean: bool = False):
-    @register(name, "reduce", const_inputs={1: "axes"}, schedule=cpu.schedule_reduce)
+    @register(name, "reduce", const_inputs={1: "axes"}, schedule="reduce")
     def op(inputs: list[te.Tensor], axes=None, keepdims: int = 1, noop_with_empty_axes: int = 0, **_) -> te.Tensor:
         x = inputs[0]
         ax = _reduce_args(name, x, axes, keepdims, noop_with_empty_axes)
@@ -104,11 +103,11 @@ def _softmax(x: te.Tensor, axis: int, log: bool, name: str, opset: int | None) -
     return te.compute(x.shape, lambda *i: e[i] / at_stat(total, i), name=name.lower())
 
 
-@register("Softmax", "reduce", schedule=cpu.schedule_reduce)
+@register("Softmax", "reduce", schedule="reduce")
 def softmax(inputs: list[te.Tensor], axis: int | None = None, opset: int | None = None, **_) -> te.Tensor:
     return _softmax(inputs[0], axis, False, "Softmax", opset)
 
 
-@register("LogSoftmax", "reduce", schedule=cpu.schedule_reduce)
+@register("LogSoftmax", "reduce", schedule="reduce")
 def log_softmax(inputs: list[te.Tensor], axis: int | None = None, opset: int | None = None, **_) -> te.Tensor:
     return _softmax(inputs[0], axis, True, "LogSoftmax", opset)

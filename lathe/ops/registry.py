@@ -27,14 +27,14 @@ class OpDef:
     compute: Callable  # (inputs: list[te.Tensor], **attrs) -> te.Tensor | list[te.Tensor]
     pattern: str
     const_inputs: dict = field(default_factory=dict)  # input position -> attribute name
-    schedule: Callable | None = None  # (s, op_out, group_out, target) -> None; None: generic schedule
+    schedule: str | None = None  # a key of each target family's SCHEDULES table ("conv", ...); None: generic
     num_outputs: Callable | None = None  # (attrs, num_onnx_outputs) -> int, for multi-output ops
 
 
 OPS: dict[str, OpDef] = {}
 
 
-def register(name: str, pattern: str, const_inputs: dict | None = None, schedule: Callable | None = None):
+def register(name: str, pattern: str, const_inputs: dict | None = None, schedule: str | None = None):
     """Decorator: `@register("Relu", "elemwise")` above `def relu(inputs, **attrs) -> te.Tensor`."""
     if pattern not in PATTERNS:
         raise ValueError(f"op {name}: unknown pattern {pattern!r}")
@@ -48,6 +48,15 @@ def register(name: str, pattern: str, const_inputs: dict | None = None, schedule
 
 def get(name: str) -> OpDef:
     return OPS[name]
+
+
+def family_schedules(target) -> dict:
+    """The SCHEDULES table (hook name -> schedule) of the target's family module, lathe/ops/<family>.py."""
+    import importlib
+
+    from lathe.target import Target
+
+    return importlib.import_module(f"lathe.ops.{Target.parse(target).family}").SCHEDULES
 
 
 def call(name: str, inputs: list, attrs: dict, num_outputs: int = 1, opset: int | None = None) -> list:

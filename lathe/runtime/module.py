@@ -44,13 +44,20 @@ class TimeResult:
 class Kernel:
     """Call with one array per parameter (inputs and outputs, in order); outputs are written in place."""
 
-    def __init__(self, name: str, params: list, cfunc, lib_path: str | None, source: str, ir: str,
+    def __init__(self, name: str, params: list, cfunc, lib_path: str | None, source: str, ir,
                  target: str, keepalive=None):
         self.name, self.params, self._cfunc = name, params, cfunc
-        self.lib_path, self.source, self.ir, self.target = lib_path, source, ir, target
+        self.lib_path, self.source, self._ir, self.target = lib_path, source, ir, target
         self._keepalive = keepalive  # the JIT engine or CDLL that owns the code
         self._cfunc.argtypes = [ctypes.c_void_p] * len(params)
         self._cfunc.restype = None
+
+    @property
+    def ir(self) -> str:
+        """The lowered loop IR as text (printed on first use: a tree print of a shared DAG can be large)."""
+        if not isinstance(self._ir, str):
+            self._ir = str(self._ir)
+        return self._ir
 
     def _pointers(self, args) -> list:
         if len(args) != len(self.params):

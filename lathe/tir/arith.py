@@ -188,7 +188,16 @@ class Analyzer:
 
     # ------------------------------------------------------------------ simplification
     def simplify(self, e: Expr) -> Expr:
-        return transform(e, self._rewrite)
+        # _rewrite simplifies children through here: one memo per outermost call keeps shared
+        # subexpressions (inlined resize weights, softmax sums) from being rewritten exponentially often
+        outer = getattr(self, "_memo", None) is None
+        if outer:
+            self._memo = {}
+        try:
+            return transform(e, self._rewrite, self._memo)
+        finally:
+            if outer:
+                self._memo = None
 
     def _rewrite(self, e: Expr) -> Expr | None:
         if isinstance(e, (Const, Var)):
