@@ -1,0 +1,115 @@
+"""Code hidden in weights never runs: pickle payloads in .pth files, and a grep for unsafe loaders.
+
+Each payload is first shown to work (an unrestricted `pickle.loads` writes the canary), so the
+refusal that follows is a real one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import pathlib
+import pickle
+import posix
+import re
+import shutil
+import subprocess
+import zipfile
+from collections import OrderedDict
+
+import pytest
+
+from lathe.zoo.pth import load_state_dict
+
+
+class _Reduce:
+    """Pickles as `fn(*args)`: what an attacker's object does through __reduce__."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def _payloads(canary: str) -> dict:
+    """Ten ways a pickle can write `canary` when loaded without restrictions."""
+    write = f"open({canary!r}, 'w').close()"
+    return {
+        "os.system": _Reduce(os.system, f"touch {canary}"),
+        "posix.system": _Reduce(posix.system, f"touch {canary}"),
+        "subprocess.call": _Reduce(subprocess.call, ["touch", canary]),
+        "builtins.exec": _Reduce(builtins.exec, write),
+        "builtins.eval": _Reduce(builtins.eval, f"open({canary!r}, 'w')"),
+        "builtins.open": _Reduce(builtins.open, canary, "w"),
+        "pathlib.Path.touch": _Reduce(pathlib.Path.touch, pathlib.Path(canary)),
+        "shutil.copyfile": _Reduce(shutil.copyfile, __file__, canary),
+        # hidden one level down, inside what looks like a state_dict
+        "inside-state-dict": OrderedDict(weight=_Reduce(os.system, f"touch {canary}")),
+        "inside-a-list": {"layers": [1.0, _Reduce(builtins.exec, write)]},
+    }
+
+
+def _write(path: pathlib.Path, pkl: bytes, layout: str) -> None:
+    if layout == "zip":  # the format torch.save writes since 1.6
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("archive/data.pkl", pkl)
+            zf.writestr("archive/byteorder", "little")
+    else:  # legacy: bare pickles back to back, the payload in the first (the magic number's place)
+        path.write_bytes(pkl)
+
+
+NAMES = list(_payloads("/nonexistent"))
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy"])
+@pytest.mark.parametrize("name", NAMES)
+def test_pickle_payload_never_runs(tmp_path, name: str, layout: str) -> None:
+    control = tmp_path / "control-canary"
+    pickle.loads(pickle.dumps(_payloads(str(control))[name], protocol=4))
+    assert control.exists(), f"{name}: the payload does not work unrestricted, so this test would prove nothing"
+
+    canary = tmp_path / "canary"
+    path = tmp_path / f"{name}.pth"
+    _write(path, pickle.dumps(_payloads(str(canary))[name], protocol=4), layout)
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global|unexpected"):
+        load_state_dict(path)
+    assert not canary.exists(), f"{name} ({layout}): the payload ran"
+
+
+def test_pickle_payload_count() -> None:
+    print(f"\npickle payloads refused: {len(NAMES)} payloads x 2 layouts = {2 * len(NAMES)} weight files")
+    assert len(NAMES) == 10
+
+
+UNSAFE = [
+    (r"allow_pickle\s*=\s*True", "np.load with allow_pickle=True"),
+    (r"torch\.load\(", "torch.load (runs pickled code unless weights_only)"),
+    (r"pickle\.loads?\(", "an unrestricted pickle load"),
+    (r"\bmarshal\b", "marshal"),
+    (r"(?<![\w.])(eval|exec)\(", "eval/exec"),
+    (r"yaml\.load\(", "yaml.load"),
+]
+
+
+def test_no_unsafe_loader_in_the_source() -> None:
+    root = pathlib.Path(__file__).resolve().parent.parent / "lathe"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        for pattern, what in UNSAFE:
+            for m in re.finditer(pattern, text):
+                line = text.count("\n", 0, m.start()) + 1
+                found.append(f"{path.relative_to(root.parent)}:{line}: {what}")
+    assert not found, "unsafe deserialisation in lathe:\n" + "\n".join(found)
+    # the one pickle reader lathe has overrides find_class with an allow-list
+    pth = (root / "zoo" / "pth.py").read_text()
+    assert "class _StateDictUnpickler(pickle.Unpickler)" in pth and "def find_class" in pth
+
+
+def test_restricted_reader_accepts_plain_bytes_only(tmp_path) -> None:
+    """A state_dict of plain Python numbers (no tensors) is refused with a message, not loaded."""
+    path = tmp_path / "numbers.pth"
+    _write(path, pickle.dumps({"w": 1.0}, protocol=4), "zip")
+    with pytest.raises(pickle.UnpicklingError, match="not a tensor"):
+        load_state_dict(path)
