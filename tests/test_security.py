@@ -113,3 +113,51 @@ def test_restricted_reader_accepts_plain_bytes_only(tmp_path) -> None:
     _write(path, pickle.dumps({"w": 1.0}, protocol=4), "zip")
     with pytest.raises(pickle.UnpicklingError, match="not a tensor"):
         load_state_dict(path)
+
+
+# ---------------------------------------------------------------------------- tampered artifacts
+
+def _saved_model(path: pathlib.Path):
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    import lathe
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8])], [numpy_helper.from_array(w, "w")])
+    mod = lathe.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "llvm")
+    mod.save(str(path))
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    return x, mod(x)
+
+
+def test_tampered_artifacts_are_refused(tmp_path) -> None:
+    import numpy as np
+
+    import lathe
+
+    good = tmp_path / "good"
+    x, want = _saved_model(good)
+    np.testing.assert_array_equal(lathe.load(str(good))(x), want)  # the untouched artifact loads and runs
+    files = ["kernels.so", "params.bin", "graph.json", "manifest.json"]
+    rng = np.random.default_rng(1)
+    refused = 0
+    for k in range(100):
+        name = files[k % len(files)]
+        bad = tmp_path / f"bad{k}"
+        shutil.copytree(good, bad)
+        data = bytearray((bad / name).read_bytes())
+        pos = int(rng.integers(len(data)))
+        data[pos] ^= 1 << int(rng.integers(8))  # one flipped bit
+        (bad / name).write_bytes(bytes(data))
+        with pytest.raises(lathe.LatheError, match=name if name != "manifest.json" else "manifest|SHA-256"):
+            lathe.load(str(bad))
+        refused += 1
+        shutil.rmtree(bad)
+    print(f"\ntampered artifacts refused: {refused} of 100")
+    assert refused == 100

@@ -194,8 +194,13 @@ class GraphModule:
         """Load an artifact written by save(); refuses files whose SHA-256 does not match the manifest."""
         try:
             with open(os.path.join(path, "manifest.json")) as fh:
-                manifest = json.load(fh)["sha256"]
-        except (OSError, ValueError, KeyError) as err:
+                meta = json.load(fh)
+            if meta["format"] != "lathe-artifact-1":
+                raise ValueError(f"unknown format {meta['format']!r}, this lathe reads 'lathe-artifact-1'")
+            manifest = meta["sha256"]
+            if set(manifest) != set(FILES):
+                raise ValueError(f"lists {sorted(manifest)}, expected {sorted(FILES)}")
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise ModelError(f"{path!r} is not a lathe artifact (manifest.json: {err})") from None
         for f in FILES:
             got = _sha256(os.path.join(path, f))
