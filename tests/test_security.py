@@ -161,3 +161,82 @@ def test_tampered_artifacts_are_refused(tmp_path) -> None:
         shutil.rmtree(bad)
     print(f"\ntampered artifacts refused: {refused} of 100")
     assert refused == 100
+
+
+# ---------------------------------------------------------------------------- external data
+
+_OPENED: list = []
+_AUDITING: list = []
+_HOOKED: list = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _AUDITING and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+HOSTILE = ["/etc/passwd", "../secret.bin", "../../etc/passwd", "sub/../../secret.bin", "C:\\Windows\\win.ini",
+           "c:secret.bin", "\\\\server\\share\\w.bin", "weights.bin\0.txt", "link_out.bin", "hard.bin",
+           "dirlink/secret.bin", "..\\secret.bin", "", "/proc/self/environ", "sub/../../../secret.bin",
+           "./../secret.bin", "file:///etc/passwd", "sub", "/dev/zero", "missing.bin"]
+
+
+def _external_model(location: str, nbytes: int = 16):
+    import onnx
+    from onnx import helper
+
+    w = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[nbytes // 4])
+    w.data_location = onnx.TensorProto.EXTERNAL
+    w.external_data.add(key="location", value=location)
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [nbytes // 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [nbytes // 4])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_hostile_external_data_is_refused(tmp_path) -> None:
+    import sys
+
+    import numpy as np
+
+    import lathe
+    from lathe.frontend.onnx import load_onnx
+
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    (folder / "link_out.bin").symlink_to(secret)
+    os.link(secret, folder / "hard.bin")
+    (folder / "dirlink").symlink_to(tmp_path)
+    good = np.arange(4, dtype=np.float32) + 10
+    (folder / "weights.bin").write_bytes(good.tobytes())
+
+    ok = folder / "ok.onnx"
+    ok.write_bytes(_external_model("weights.bin").SerializeToString())
+    x = np.ones(4, np.float32)
+    np.testing.assert_array_equal(lathe.compile(str(ok), "llvm")(x), x + good)  # the legitimate case works
+
+    if not _HOOKED:  # audit hooks cannot be removed: add ours once per process
+        sys.addaudithook(_audit)
+        _HOOKED.append(True)
+    refused = 0
+    _OPENED.clear()
+    _AUDITING.append(True)
+    try:
+        for k, loc in enumerate(HOSTILE):
+            path = folder / f"m{k}.onnx"
+            path.write_bytes(_external_model(loc).SerializeToString())
+            for source in (str(path), path.read_bytes()):
+                with pytest.raises(lathe.ModelError, match="external data"):
+                    load_onnx(source)
+                refused += 1
+    finally:
+        _AUDITING.clear()
+    root = os.path.realpath(folder)
+    outside = [p for p in _OPENED if os.path.commonpath([root, os.path.realpath(p)]) != root]
+    print(f"\nhostile external-data locations refused: {refused} of {2 * len(HOSTILE)}; "
+          f"files opened outside the model folder: {len(outside)}")
+    assert refused == 2 * len(HOSTILE) == 40
+    assert any(p.endswith("m0.onnx") for p in _OPENED), "the audit hook saw no file opened at all"
+    assert not outside, outside

@@ -67,6 +67,9 @@ def _attr_value(a, op: str):
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     if isinstance(v, onnx.TensorProto):
+        if v.data_location == onnx.TensorProto.EXTERNAL:
+            raise ModelError(f"op {op}: attribute {a.name} keeps its tensor in an external file; "
+                             "only initializers may use external data")
         return onnx.numpy_helper.to_array(v)
     if isinstance(v, list) and v and isinstance(v[0], bytes):
         return [x.decode("utf-8", "replace") for x in v]
@@ -106,9 +109,63 @@ def _dims(vi, shapes: dict) -> tuple:
     return tuple(dims)
 
 
+def _external_bytes(init, base_dir: str | None) -> bytes:
+    """The raw bytes of an initializer kept in an external file, read only from inside the model's folder.
+
+    Refused (ONNX's loader once allowed these, CVE-2022-25882 and CVE-2024-27318): a model read
+    from bytes, absolute paths, drive letters, `..`, NUL bytes, and symlinks or hard links whose
+    target lies outside the folder."""
+    info = {e.key: e.value for e in init.external_data}
+    loc = info.get("location", "")
+    what = f"initializer {init.name!r}: external data location {loc!r}"
+    if base_dir is None:
+        raise ModelError(f"{what}: the model was not read from a file, so there is no folder to read it from; "
+                         "load the model by its path")
+    parts = loc.replace("\\", "/").split("/")
+    if (not loc or "\0" in loc or os.path.isabs(loc) or loc.startswith(("/", "\\")) or ":" in loc
+            or ".." in parts):
+        raise ModelError(f"{what} must be a plain relative path inside the model's folder")
+    root = os.path.realpath(base_dir)
+    path = os.path.realpath(os.path.join(root, loc))
+    if os.path.commonpath([root, path]) != root:
+        raise ModelError(f"{what} leads outside the model's folder (through a link)")
+    try:
+        st = os.stat(path)
+        if not os.path.isfile(path):
+            raise ModelError(f"{what} is not a regular file")
+        if st.st_nlink > 1:
+            raise ModelError(f"{what} is a hard link; refusing it, as it may be a file from elsewhere")
+        offset, length = int(info.get("offset", 0)), int(info.get("length", st.st_size - int(info.get("offset", 0))))
+        if offset < 0 or length < 0 or offset + length > st.st_size:
+            raise ModelError(f"{what}: offset {offset} and length {length} lie beyond the file's {st.st_size} bytes")
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+    except OSError as err:
+        raise ModelError(f"{what} cannot be read: {err}") from None
+    except ValueError as err:
+        raise ModelError(f"{what}: bad offset or length ({err})") from None
+
+
+def _initializer_array(init, base_dir: str | None) -> np.ndarray:
+    onnx = _onnx()
+    if init.data_location != onnx.TensorProto.EXTERNAL:
+        return onnx.numpy_helper.to_array(init)
+    dtype = np.dtype(np_dtype(init.data_type))
+    shape = tuple(int(d) for d in init.dims)
+    raw = _external_bytes(init, base_dir)
+    want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != want:
+        raise ModelError(f"initializer {init.name!r}: external file holds {len(raw)} bytes, "
+                         f"its shape {shape} and dtype {dtype} need {want}")
+    return np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+
+
 class _Importer:
-    def __init__(self, proto, shapes: dict, constants: dict):
+    def __init__(self, proto, shapes: dict, constants: dict, base_dir: str | None = None):
         from lathe import ops
+
+        self.base_dir = base_dir
 
         self.ops = ops.OPS
         self.proto = proto
@@ -119,11 +176,12 @@ class _Importer:
         self.nodes: list[Node] = []
 
     def run(self) -> Graph:
-        onnx = _onnx()
         g = self.proto.graph
         for init in g.initializer:
             try:
-                arr = onnx.numpy_helper.to_array(init)
+                arr = _initializer_array(init, self.base_dir)
+            except ModelError:
+                raise
             except Exception as err:
                 raise ModelError(f"initializer {init.name!r} cannot be read: {err}") from None
             self.values[init.name] = Value(init.name, tuple(arr.shape), str(arr.dtype), np.ascontiguousarray(arr))
@@ -275,4 +333,5 @@ def load_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     `shapes` fixes input shapes; `constants` freezes graph inputs to given values (for inputs
     that are really parameters, such as a Reshape's target shape fed as a graph input).
     """
-    return _Importer(parse(model), shapes or {}, constants or {}).run()
+    base_dir = os.path.dirname(os.path.abspath(os.fspath(model))) if isinstance(model, (str, os.PathLike)) else None
+    return _Importer(parse(model), shapes or {}, constants or {}, base_dir).run()
