@@ -30,11 +30,12 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
 
 
 def compile(model, target: str | Target = "llvm", shapes: dict | None = None, constants: dict | None = None,
-            verbose: bool = False):
+            verbose: bool = False, limits=None):
     """Compile a model (ONNX path, bytes or ModelProto) for `target`; returns a callable GraphModule.
 
     `shapes` fixes input shapes ({name: shape}); symbolic dimensions default to 1.
     `constants` ({name: array}) freezes graph inputs whose values are known at compile time.
+    `limits` (a `lathe.Limits`) caps file size, nodes, tensor sizes and rank, checked before allocating.
     """
     from lathe.frontend.onnx import load_onnx
     from lathe.graph.compiler import compile_graph
@@ -43,7 +44,7 @@ def compile(model, target: str | Target = "llvm", shapes: dict | None = None, co
     if t.kind not in BUILDABLE:
         raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                           f"(available: {', '.join(BUILDABLE)})")
-    return compile_graph(load_onnx(model, shapes, constants), t, verbose=verbose)
+    return compile_graph(load_onnx(model, shapes, constants, limits), t, verbose=verbose)
 
 
 def load(path: str):

@@ -240,3 +240,82 @@ def test_hostile_external_data_is_refused(tmp_path) -> None:
     assert refused == 2 * len(HOSTILE) == 40
     assert any(p.endswith("m0.onnx") for p in _OPENED), "the audit hook saw no file opened at all"
     assert not outside, outside
+
+
+# ---------------------------------------------------------------------------- resource bombs
+
+def _bombs() -> list:
+    """(name, model bytes): 100 models that claim far more than any machine has."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    F = onnx.TensorProto.FLOAT
+
+    def model(nodes, inputs, outputs, inits=()):
+        g = helper.make_graph(nodes, "bomb", inputs, outputs, list(inits))
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+    def io(name, shape, dtype=F):
+        return helper.make_tensor_value_info(name, dtype, shape)
+
+    relu = [helper.make_node("Relu", ["x"], ["y"])]
+    bombs = []
+    for k in range(20):  # inputs with 1e10 .. 1e13 elements
+        shape = [10 ** (5 + k % 4), 10 ** (5 + k % 3)] + [2] * (k % 5)
+        bombs.append((f"input-{shape}", model(relu, [io("x", shape)], [io("y", shape)])))
+    for rank in range(17, 27):  # rank past the limit, each dim 1
+        bombs.append((f"rank-{rank}", model(relu, [io("x", [1] * rank)], [io("y", [1] * rank)])))
+    for k, dt in enumerate([onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64,
+                            onnx.TensorProto.UINT8] * 5):  # initializers whose dims claim >= 2 GiB, with no data
+        w = onnx.TensorProto(name="w", data_type=dt, dims=[2 ** (31 + k % 3), 1 + k % 2])
+        bombs.append((f"initializer-claim-{k}", model([helper.make_node("Add", ["x", "w"], ["y"])],
+                                                      [io("x", [1])], [io("y", [1])], [w])))
+    for k in range(10):  # ConstantOfShape folding to 1e12 elements
+        shape = numpy_helper.from_array(np.array([10 ** 6, 10 ** 6 + k], np.int64), "s")
+        bombs.append((f"constant-of-shape-{k}", model([helper.make_node("ConstantOfShape", ["s"], ["y"])],
+                                                      [], [io("y", [10 ** 6, 10 ** 6 + k])], [shape])))
+    for k in range(10):  # Expand of an input to a huge shape
+        shape = numpy_helper.from_array(np.array([10 ** 7, 10 ** 6 + k], np.int64), "s")
+        bombs.append((f"expand-{k}", model([helper.make_node("Expand", ["x", "s"], ["y"])],
+                                           [io("x", [1, 1])], [io("y", [10 ** 7, 10 ** 6 + k])], [shape])))
+    for k in range(10):  # Resize upscaling by 1e5 per axis
+        scales = numpy_helper.from_array(np.array([1, 1, 1e5, 1e5 + k], np.float32), "sc")
+        bombs.append((f"resize-{k}", model([helper.make_node("Resize", ["x", "", "sc"], ["y"])],
+                                           [io("x", [1, 1, 8, 8])], [io("y", None)], [scales])))
+    for k in range(10):  # Pad by 1e6 on each side of two axes
+        pads = numpy_helper.from_array(np.array([10 ** 6, 10 ** 6 + k, 10 ** 6, 10 ** 6], np.int64), "p")
+        bombs.append((f"pad-{k}", model([helper.make_node("Pad", ["x", "p"], ["y"])],
+                                        [io("x", [4, 4])], [io("y", None)], [pads])))
+    one = helper.make_node("Relu", ["x"], ["x"])
+    for k in range(10):  # node counts past the limit, from 200,001 to 1,000,000
+        g = helper.make_graph([], "bomb", [io("x", [1])], [io("x", [1])])
+        g.node.extend([one] * (200_001 + k * 88_888))
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        bombs.append((f"nodes-{len(g.node)}", m.SerializeToString()))
+    return bombs
+
+
+def test_resource_bombs_are_rejected_fast_and_small() -> None:
+    import time
+    import tracemalloc
+
+    import lathe
+
+    bombs = _bombs()
+    slow, big = [], []
+    for name, data in bombs:
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        with pytest.raises(lathe.ModelError, match="limit"):  # lathe.Limits, or an op's int32 index limit
+            lathe.compile(data, "llvm")
+        seconds = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if seconds > 1.0:
+            slow.append(f"{name}: {seconds:.2f} s")
+        if peak > 256 << 20:
+            big.append(f"{name}: {peak / 2**20:.0f} MiB")
+    print(f"\nresource bombs rejected: {len(bombs)} of {len(bombs)}; over 1 s: {len(slow)}; over 256 MiB: {len(big)}")
+    assert len(bombs) == 100
+    assert not slow and not big, slow + big

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from lathe.errors import LatheError, ModelError
 from lathe.graph.ir import Graph, Node, Value, topo_sort
 
@@ -27,20 +29,51 @@ def _onnx():
     return onnx
 
 
-def parse(model) -> object:
+@dataclass
+class Limits:
+    """What lathe accepts from a model file, checked before anything is allocated.
+
+    Raise one with `lathe.compile(model, limits=lathe.Limits(nodes=10**6))` for a model you trust."""
+
+    file_bytes: int = 4 << 30  # the model file (protobuf itself stops at 2 GiB)
+    nodes: int = 200_000
+    tensor_elements: int = 1 << 31  # any one tensor: input, initializer or intermediate
+    initializer_bytes: int = 4 << 30  # all initializers together, as their dims claim
+    rank: int = 16
+
+    def exceeded(self, what: str, limit: str) -> ModelError:
+        return ModelError(f"{what}: over the limit {limit}={getattr(self, limit):,}; "
+                          f"pass limits=lathe.Limits({limit}=...) to lathe.compile if the model is trusted")
+
+    def check_shape(self, what: str, shape: tuple) -> None:
+        if len(shape) > self.rank:
+            raise self.exceeded(f"{what} has rank {len(shape)}", "rank")
+        n = 1
+        for d in shape:
+            n *= max(int(d), 0)
+        if n > self.tensor_elements:
+            raise self.exceeded(f"{what} of shape {tuple(shape)} has {n:,} elements", "tensor_elements")
+
+
+def parse(model, limits: Limits | None = None) -> object:
     """A ModelProto from a path, bytes or a ModelProto, or a ModelError saying what is wrong."""
     onnx = _onnx()
+    limits = limits or Limits()
     if isinstance(model, onnx.ModelProto):
         return model
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if not os.path.isfile(path):
             raise ModelError(f"model file {path!r} does not exist")
+        if os.path.getsize(path) > limits.file_bytes:
+            raise limits.exceeded(f"model file {path!r} is {os.path.getsize(path):,} bytes", "file_bytes")
         with open(path, "rb") as fh:
             model = fh.read()
         where = f"file {path!r}"
     elif isinstance(model, (bytes, bytearray, memoryview)):
         where = f"{len(model)} bytes"
+        if len(model) > limits.file_bytes:
+            raise limits.exceeded(f"the model is {len(model):,} bytes", "file_bytes")
     else:
         raise ModelError(f"cannot read a model from {type(model).__name__}; pass a path, bytes or onnx.ModelProto")
     try:
@@ -51,6 +84,13 @@ def parse(model) -> object:
     if not proto.HasField("graph") or not proto.graph.node:
         raise ModelError(f"{where} holds no ONNX graph (empty or not an ONNX file)")
     return proto
+
+
+def _itemsize(elem_type: int) -> int:
+    try:
+        return np.dtype(np_dtype(elem_type)).itemsize
+    except ModelError:
+        return 1
 
 
 def np_dtype(elem_type: int) -> str:
@@ -162,10 +202,11 @@ def _initializer_array(init, base_dir: str | None) -> np.ndarray:
 
 
 class _Importer:
-    def __init__(self, proto, shapes: dict, constants: dict, base_dir: str | None = None):
+    def __init__(self, proto, shapes: dict, constants: dict, base_dir: str | None = None,
+                 limits: Limits | None = None):
         from lathe import ops
 
-        self.base_dir = base_dir
+        self.base_dir, self.limits = base_dir, limits or Limits()
 
         self.ops = ops.OPS
         self.proto = proto
@@ -176,7 +217,16 @@ class _Importer:
         self.nodes: list[Node] = []
 
     def run(self) -> Graph:
-        g = self.proto.graph
+        g, lim = self.proto.graph, self.limits
+        if len(g.node) > lim.nodes:
+            raise lim.exceeded(f"the graph has {len(g.node):,} nodes", "nodes")
+        claimed = 0
+        for init in g.initializer:
+            lim.check_shape(f"initializer {init.name!r}", tuple(init.dims))
+            claimed += int(np.prod(init.dims, dtype=np.float64)) * _itemsize(init.data_type)
+            if claimed > lim.initializer_bytes:
+                raise lim.exceeded(f"initializers up to {init.name!r} claim {claimed:,} bytes",
+                                   "initializer_bytes")
         for init in g.initializer:
             try:
                 arr = _initializer_array(init, self.base_dir)
@@ -195,6 +245,7 @@ class _Importer:
                 continue
             dtype = np_dtype(vi.type.tensor_type.elem_type)
             self.values[vi.name] = Value(vi.name, _dims(vi, self.shapes), dtype)
+            lim.check_shape(f"input {vi.name!r}", self.values[vi.name].shape)
             inputs.append(vi.name)
         unknown = (set(self.shapes) - set(inputs)) | (set(self.constants) - {vi.name for vi in g.input})
         if unknown:
@@ -254,6 +305,8 @@ class _Importer:
             outs.pop()
         node = Node(raw.op, raw.name, tensor_inputs, outs, attrs)
         results = self._infer(node)
+        for name, t in zip(outs, results):  # before folding could allocate it
+            self.limits.check_shape(f"node {raw.name} ({raw.op}) output {name!r}", tuple(t.shape))
         if all(self.values[i].is_const for i in tensor_inputs) and self._foldable(results):
             arrays = evaluate(node, [self.values[i].data for i in tensor_inputs], self.ops, self.opset)
             for name, arr in zip(outs, arrays):
@@ -327,11 +380,12 @@ def evaluate(node: Node, arrays: list, ops: dict, opset: int | None = None) -> l
     return results
 
 
-def load_onnx(model, shapes: dict | None = None, constants: dict | None = None) -> Graph:
+def load_onnx(model, shapes: dict | None = None, constants: dict | None = None,
+              limits: Limits | None = None) -> Graph:
     """Read an ONNX model (path, bytes or ModelProto) into lathe's graph IR.
 
     `shapes` fixes input shapes; `constants` freezes graph inputs to given values (for inputs
     that are really parameters, such as a Reshape's target shape fed as a graph input).
     """
     base_dir = os.path.dirname(os.path.abspath(os.fspath(model))) if isinstance(model, (str, os.PathLike)) else None
-    return _Importer(parse(model), shapes or {}, constants or {}, base_dir).run()
+    return _Importer(parse(model, limits), shapes or {}, constants or {}, base_dir, limits).run()
