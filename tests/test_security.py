@@ -19,6 +19,7 @@ from collections import OrderedDict
 
 import pytest
 
+import lathe
 from lathe.zoo.pth import load_state_dict
 
 
@@ -72,8 +73,9 @@ def test_pickle_payload_never_runs(tmp_path, name: str, layout: str) -> None:
     canary = tmp_path / "canary"
     path = tmp_path / f"{name}.pth"
     _write(path, pickle.dumps(_payloads(str(canary))[name], protocol=4), layout)
-    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global|unexpected"):
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global|unexpected") as err:
         load_state_dict(path)
+    assert isinstance(err.value, lathe.ModelError), "weight-file errors belong to lathe's error family"
     assert not canary.exists(), f"{name} ({layout}): the payload ran"
 
 

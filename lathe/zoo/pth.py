@@ -7,7 +7,8 @@ A .pth file is a pickle whose tensors point at raw storages kept beside it. Two 
   storage keys), then each storage as an int64 element count followed by its bytes, in that key order.
 
 The unpickler below only resolves the few globals a state_dict needs, each mapped to a small local
-function; anything else (os.system, builtins.eval, ...) raises pickle.UnpicklingError naming it.
+function; anything else (os.system, builtins.eval, ...) raises WeightsError (a lathe.ModelError and a
+pickle.UnpicklingError) naming it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from lathe.errors import ModelError
+
+
+class WeightsError(ModelError, pickle.UnpicklingError):
+    """A weight file that lathe refuses (code, unknown globals) or cannot read; in lathe's error family."""
+
 
 # torch's typed storage classes, as pickled ("torch FloatStorage"), to the element type they hold
 _STORAGE_DTYPES = {
@@ -61,11 +69,11 @@ class _TensorRef:
     def to_numpy(self) -> np.ndarray:
         flat = self.storage.data
         if flat is None:
-            raise pickle.UnpicklingError(f"storage {self.storage.key!r} is never written in the file")
+            raise WeightsError(f"storage {self.storage.key!r} is never written in the file")
         start = self.storage.offset + self.offset
         extent = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if n > 0)
         if start < 0 or (0 not in self.shape and start + extent > flat.size):
-            raise pickle.UnpicklingError(f"tensor of shape {self.shape} runs past its storage {self.storage.key!r}")
+            raise WeightsError(f"tensor of shape {self.shape} runs past its storage {self.storage.key!r}")
         item = flat.itemsize
         view = np.lib.stride_tricks.as_strided(flat[start:], self.shape, [s * item for s in self.strides])
         return view.copy()  # C-contiguous, and no longer sharing the storage with other tensors
@@ -100,13 +108,13 @@ class _StateDictUnpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]
         except KeyError:
             msg = f"refusing to load global {module}.{name}: a state_dict never needs it"
-            raise pickle.UnpicklingError(msg) from None
+            raise WeightsError(msg) from None
 
     def persistent_load(self, pid: Any) -> _Storage:
         # zip: ('storage', type, key, location, numel); legacy adds view metadata (view_key, offset, numel)
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
                 and isinstance(pid[1], _StorageType)):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+            raise WeightsError(f"unexpected persistent id {pid!r}")
         stype, key, numel = pid[1], str(pid[2]), int(pid[4])
         root = self.storages.setdefault(key, _Storage(key, stype.dtype, numel))
         view = pid[5] if len(pid) == 6 else None
@@ -121,10 +129,10 @@ def _restricted_load(data: bytes | io.BufferedIOBase, storages: dict[str, _Stora
     file = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
         return _StateDictUnpickler(file, storages).load()
-    except pickle.UnpicklingError:
+    except WeightsError:
         raise
     except Exception as err:  # truncated or garbled input: report it as the unpickling error it is
-        raise pickle.UnpicklingError(f"malformed pickle: {type(err).__name__}: {err}") from err
+        raise WeightsError(f"malformed pickle: {type(err).__name__}: {err}") from err
 
 
 def _read_zip(path: str | os.PathLike) -> tuple[Any, dict[str, _Storage]]:
@@ -132,7 +140,7 @@ def _read_zip(path: str | os.PathLike) -> tuple[Any, dict[str, _Storage]]:
         names = zf.namelist()
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pkl) != 1:
-            raise pickle.UnpicklingError(f"{path}: a .pth zip holds exactly one <dir>/data.pkl, found {pkl}")
+            raise WeightsError(f"{path}: a .pth zip holds exactly one <dir>/data.pkl, found {pkl}")
         root = pkl[0][: -len("data.pkl")]
         byteorder = zf.read(root + "byteorder").decode() if root + "byteorder" in names else "little"
         storages: dict[str, _Storage] = {}
@@ -148,11 +156,11 @@ def _read_legacy(path: str | os.PathLike) -> tuple[Any, dict[str, _Storage]]:
     with open(path, "rb") as f:
         # the three header pickles hold only ints and a dict of ints, so the restricted loader reads them too
         if _restricted_load(f, storages) != _LEGACY_MAGIC:
-            raise pickle.UnpicklingError(f"{path}: neither a zip nor a legacy torch file (bad magic number)")
+            raise WeightsError(f"{path}: neither a zip nor a legacy torch file (bad magic number)")
         _restricted_load(f, storages)  # protocol version
         info = _restricted_load(f, storages)
         if isinstance(info, dict) and not info.get("little_endian", True):
-            raise pickle.UnpicklingError(f"{path}: big-endian legacy files are not supported")
+            raise WeightsError(f"{path}: big-endian legacy files are not supported")
         obj = _restricted_load(f, storages)
         keys = _restricted_load(f, storages)
         roots = {st.key: st for name, st in storages.items() if name == st.key}
@@ -169,19 +177,22 @@ def _read_legacy(path: str | os.PathLike) -> tuple[Any, dict[str, _Storage]]:
 
 def _from_bytes(raw: bytes, dtype: np.dtype, byteorder: str, key: str) -> np.ndarray:
     if len(raw) % dtype.itemsize:
-        raise pickle.UnpicklingError(f"storage {key!r}: {len(raw)} bytes is not a whole number of {dtype}")
+        raise WeightsError(f"storage {key!r}: {len(raw)} bytes is not a whole number of {dtype}")
     order = "<" if byteorder == "little" else ">"
     return np.frombuffer(raw, dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype).astype(dtype)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The tensors of a PyTorch state_dict file, by name, as NumPy arrays (float32 stays float32)."""
-    obj, _ = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
+    try:
+        obj, _ = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as err:
+        raise WeightsError(f"{path}: cannot read the weight file ({type(err).__name__}: {err})") from None
     if not isinstance(obj, dict):
-        raise pickle.UnpicklingError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
+        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
     out = {}
     for name, value in obj.items():
         if not isinstance(value, _TensorRef):
-            raise pickle.UnpicklingError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
+            raise WeightsError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
         out[str(name)] = value.to_numpy()
     return out
