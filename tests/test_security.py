@@ -321,3 +321,15 @@ def test_resource_bombs_are_rejected_fast_and_small() -> None:
     print(f"\nresource bombs rejected: {len(bombs)} of {len(bombs)}; over 1 s: {len(slow)}; over 256 MiB: {len(big)}")
     assert len(bombs) == 100
     assert not slow and not big, slow + big
+
+
+def test_external_data_of_the_wrong_size_is_refused_before_reading(tmp_path) -> None:
+    import numpy as np
+
+    import lathe
+
+    (tmp_path / "weights.bin").write_bytes(np.zeros(1000, np.float32).tobytes())  # 4,000 bytes for a 16-byte tensor
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_external_model("weights.bin").SerializeToString())
+    with pytest.raises(lathe.ModelError, match="4000 bytes there.*need 16"):
+        lathe.compile(str(path))

@@ -149,7 +149,7 @@ def _dims(vi, shapes: dict) -> tuple:
     return tuple(dims)
 
 
-def _external_bytes(init, base_dir: str | None) -> bytes:
+def _external_bytes(init, base_dir: str | None, want: int) -> bytes:
     """The raw bytes of an initializer kept in an external file, read only from inside the model's folder.
 
     Refused (ONNX's loader once allowed these, CVE-2022-25882 and CVE-2024-27318): a model read
@@ -178,6 +178,8 @@ def _external_bytes(init, base_dir: str | None) -> bytes:
         offset, length = int(info.get("offset", 0)), int(info.get("length", st.st_size - int(info.get("offset", 0))))
         if offset < 0 or length < 0 or offset + length > st.st_size:
             raise ModelError(f"{what}: offset {offset} and length {length} lie beyond the file's {st.st_size} bytes")
+        if length != want:  # checked before reading: the file may be far larger than the tensor
+            raise ModelError(f"{what}: {length} bytes there, the initializer's shape and dtype need {want}")
         with open(path, "rb") as fh:
             fh.seek(offset)
             return fh.read(length)
@@ -193,11 +195,7 @@ def _initializer_array(init, base_dir: str | None) -> np.ndarray:
         return onnx.numpy_helper.to_array(init)
     dtype = np.dtype(np_dtype(init.data_type))
     shape = tuple(int(d) for d in init.dims)
-    raw = _external_bytes(init, base_dir)
-    want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) != want:
-        raise ModelError(f"initializer {init.name!r}: external file holds {len(raw)} bytes, "
-                         f"its shape {shape} and dtype {dtype} need {want}")
+    raw = _external_bytes(init, base_dir, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
     return np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
 
 
