@@ -101,3 +101,20 @@ def test_fuzzed_bytes_never_crash(edits, cut):
         mod.run(feed)
     except lathe.LatheError:
         pass
+
+
+def test_long_elementwise_chain_compiles_and_computes():
+    """3,000 chained Adds: fusion caps a group's size, so no walk of the fused expression recurses too deep
+    (before the cap, a 300-node chain raised RecursionError)."""
+    from lathe.graph.passes import MAX_FUSED_NODES
+
+    n = 3000
+    nodes = [helper.make_node("Add", [f"t{k}" if k else "x", "c"], [f"t{k + 1}" if k < n - 1 else "y"])
+             for k in range(n)]
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8])],
+                          [numpy_helper.from_array(np.array(0.5, np.float32), "c")])
+    mod = lathe.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert mod.stats["kernels"] == -(-n // MAX_FUSED_NODES)
+    x = np.linspace(-1, 1, 8, dtype=np.float32)
+    np.testing.assert_allclose(mod(x), x + 0.5 * n, rtol=1e-5)

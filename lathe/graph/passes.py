@@ -89,6 +89,9 @@ class Group:
         return seen
 
 
+MAX_FUSED_NODES = 32  # a group's expression nests one level per node, and the lowering walks it recursively
+
+
 def fuse(g: Graph) -> list[Group]:
     """Greedy fusion along single-consumer edges:
     a heavy op takes its elementwise consumers (bias, activation, residual add) as an epilogue;
@@ -104,7 +107,8 @@ def fuse(g: Graph) -> list[Group]:
         for v in n.inputs:
             gr = group_of.get(v)
             single = len({id(c) for c in consumers[v]}) == 1
-            if gr is None or not single or v in g.outputs or len(gr.outputs) != 1 or len(n.outputs) != 1:
+            if (gr is None or not single or v in g.outputs or len(gr.outputs) != 1 or len(n.outputs) != 1
+                    or len(gr.nodes) >= MAX_FUSED_NODES):
                 continue
             if _can_join(pattern, gr):
                 joined = gr
