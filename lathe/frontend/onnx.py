@@ -9,6 +9,7 @@ of every operator.
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 
@@ -45,7 +46,8 @@ class Limits:
         return ModelError(f"{what}: over the limit {limit}={getattr(self, limit):,}; "
                           f"pass limits=lathe.Limits({limit}=...) to lathe.compile if the model is trusted")
 
-    def check_shape(self, what: str, shape: tuple) -> None:
+    def check_shape(self, what: str, shape: tuple) -> int:
+        """The shape's element count, once its rank and size are within the limits."""
         if len(shape) > self.rank:
             raise self.exceeded(f"{what} has rank {len(shape)}", "rank")
         n = 1
@@ -53,6 +55,7 @@ class Limits:
             n *= max(int(d), 0)
         if n > self.tensor_elements:
             raise self.exceeded(f"{what} of shape {tuple(shape)} has {n:,} elements", "tensor_elements")
+        return n
 
 
 def parse(model, limits: Limits | None = None) -> object:
@@ -65,8 +68,9 @@ def parse(model, limits: Limits | None = None) -> object:
         path = os.fspath(model)
         if not os.path.isfile(path):
             raise ModelError(f"model file {path!r} does not exist")
-        if os.path.getsize(path) > limits.file_bytes:
-            raise limits.exceeded(f"model file {path!r} is {os.path.getsize(path):,} bytes", "file_bytes")
+        size = os.path.getsize(path)
+        if size > limits.file_bytes:
+            raise limits.exceeded(f"model file {path!r} is {size:,} bytes", "file_bytes")
         with open(path, "rb") as fh:
             model = fh.read()
         where = f"file {path!r}"
@@ -171,11 +175,12 @@ def _external_bytes(init, base_dir: str | None, want: int) -> bytes:
         raise ModelError(f"{what} leads outside the model's folder (through a link)")
     try:
         st = os.stat(path)
-        if not os.path.isfile(path):
+        if not stat.S_ISREG(st.st_mode):
             raise ModelError(f"{what} is not a regular file")
         if st.st_nlink > 1:
             raise ModelError(f"{what} is a hard link; refusing it, as it may be a file from elsewhere")
-        offset, length = int(info.get("offset", 0)), int(info.get("length", st.st_size - int(info.get("offset", 0))))
+        offset = int(info.get("offset", 0))
+        length = int(info.get("length", st.st_size - offset))
         if offset < 0 or length < 0 or offset + length > st.st_size:
             raise ModelError(f"{what}: offset {offset} and length {length} lie beyond the file's {st.st_size} bytes")
         if length != want:  # checked before reading: the file may be far larger than the tensor
@@ -220,8 +225,7 @@ class _Importer:
             raise lim.exceeded(f"the graph has {len(g.node):,} nodes", "nodes")
         claimed = 0
         for init in g.initializer:
-            lim.check_shape(f"initializer {init.name!r}", tuple(init.dims))
-            claimed += int(np.prod(init.dims, dtype=np.float64)) * _itemsize(init.data_type)
+            claimed += lim.check_shape(f"initializer {init.name!r}", tuple(init.dims)) * _itemsize(init.data_type)
             if claimed > lim.initializer_bytes:
                 raise lim.exceeded(f"initializers up to {init.name!r} claim {claimed:,} bytes",
                                    "initializer_bytes")

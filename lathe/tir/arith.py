@@ -84,6 +84,7 @@ class Analyzer:
 
     def __init__(self, ranges: dict | None = None):
         self.ranges: dict[Var, Range] = dict(ranges or {})
+        self._memo: dict | None = None  # set during an outermost simplify()
 
     # ------------------------------------------------------------------ ranges
     def range_of(self, e: Expr) -> Range:
@@ -190,7 +191,7 @@ class Analyzer:
     def simplify(self, e: Expr) -> Expr:
         # _rewrite simplifies children through here: one memo per outermost call keeps shared
         # subexpressions (inlined resize weights, softmax sums) from being rewritten exponentially often
-        outer = getattr(self, "_memo", None) is None
+        outer = self._memo is None
         if outer:
             self._memo = {}
         try:
