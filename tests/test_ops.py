@@ -530,7 +530,8 @@ def test_every_operator_has_a_case() -> None:
     Resize ReduceMean ReduceSum ReduceMax Cast Dropout Gather ConstantOfShape Expand Add Sub Mul Div Pow Relu Neg Abs
     Exp Log Sqrt Tanh Erf Sigmoid Identity LeakyRelu HardSigmoid HardSwish""".split())
     assert required <= set(OPS), f"not registered: {sorted(required - set(OPS))}"
-    assert set(OPS) <= {c.op for c in CASES}, f"no test case: {sorted(set(OPS) - {c.op for c in CASES})}"
+    onnx_ops = {op for op in OPS if not op.startswith("lathe.")}  # internal blocked ops: tests/test_layout.py
+    assert onnx_ops <= {c.op for c in CASES}, f"no test case: {sorted(onnx_ops - {c.op for c in CASES})}"
 
 
 # ---------------------------------------------------------------------------- fused groups

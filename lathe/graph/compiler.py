@@ -75,6 +75,11 @@ def compile_graph(g: Graph, target: Target, verbose: bool = False):
 
     t0 = time.perf_counter()
     g = optimize(g)
+    if target.family == "cpu" and target.attrs.get("layout", "nchwc") != "nchw":
+        from lathe.graph.layout import block_layout
+        from lathe.ops.cpu import vector_lanes
+
+        g = block_layout(g, vector_lanes(target))
     groups = fuse(g)
     plan = plan_memory(g, groups)
     funcs = lower_groups(g, groups, target)

@@ -221,6 +221,82 @@ def schedule_conv(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, tar
     _schedule_roots(s, target)  # the padded input
 
 
+# ---------------------------------------------------------------------------- conv2d (NCHW[b]c)
+
+def vector_registers(target=None) -> int:
+    return 32 if vector_lanes(target) * 32 >= 512 else 16
+
+
+def register_tile(blocks: int, width: int, registers: int) -> tuple[int, int]:
+    """(output-channel blocks, output pixels) held in registers per step of a blocked convolution.
+
+    Each step loads `cb` weight vectors and broadcasts `wt` inputs for cb * wt FMAs; the most FMAs per
+    load wins, with the accumulators filling at most half the vector registers (measured: more spills
+    once LLVM adds its own temporaries). Both must divide their axis, so no tail is ever guarded."""
+    best = (0.0, 0, 1, 1)
+    for cb in (1, 2, 3, 4):
+        for wt in range(1, min(width, 28) + 1):
+            if blocks % cb or width % wt or cb * wt > registers // 2:
+                continue
+            best = max(best, (cb * wt / (cb + wt), wt, cb, wt))
+    return best[2], best[3]
+
+
+def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
+    """Blocked conv (dense or depthwise): parallel over (N, M-tiles, OH); per step a (cb x wt) tile of
+    output-channel vectors x output pixels stays in registers while the reduction runs; the epilogue
+    (bias, activation, residual) is applied to the tile in vectors."""
+    red = _find(conv_out, ("conv_blocked",))
+    if red is None or tuple(group_out.shape) != red.shape:
+        return _schedule_fallback(s, conv_out, group_out, target, ("conv_blocked",))
+    _inline_pointwise(s, [red])
+    depthwise = len(red.reduce_axis) == 2
+    cb, wt = register_tile(red.shape[1], red.shape[3], vector_registers(target))
+    if depthwise:
+        cb = 1
+    red_t = red.output()
+    acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
+    o = s[group_out]
+    on, om, oh, ow, ov = o.op.axis
+    mo, mi = o.split(om, cb)
+    wo, wi = o.split(ow, wt)
+    o.reorder(on, mo, oh, wo, mi, wi, ov)
+    fused = o.fuse(on, mo, oh)
+    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+        o.parallel(fused)
+    o.vectorize(ov)
+    a = s[acc]
+    a.compute_at(o, wo)
+    an, am, ah, aw, av = a.op.axis
+    a.reorder(an, ah, *a.op.reduce_axis, am, aw, av)
+    a.unroll(am)
+    a.unroll(aw)
+    a.vectorize(av)
+    _schedule_roots(s, target)  # the padded input
+
+
+def schedule_pool_blocked(s: te.Schedule, pool_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
+    """Blocked pools: the window reduction per output pixel on a vector of channels."""
+    red = _find(pool_out, ("pool",))
+    if red is None or tuple(group_out.shape) != red.shape or len(s.outputs) > 1:
+        return _schedule_fallback(s, pool_out, group_out, target, ("pool",))
+    _inline_pointwise(s, [red])
+    o = s[group_out]
+    on, oc, oh, ow, ov = o.op.axis
+    fused = o.fuse(on, oc, oh)
+    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1:
+        o.parallel(fused)
+    o.vectorize(ov)
+    if s[red] is not o:
+        a = s[red]
+        a.compute_at(o, ow)
+        a.reorder(*a.op.axis[:4], *a.op.reduce_axis, a.op.axis[4])
+        a.vectorize(a.op.axis[4])
+    else:
+        o.reorder(fused, ow, *o.op.reduce_axis, ov)
+    _schedule_roots(s, target)
+
+
 # ---------------------------------------------------------------------------- matmul / gemm
 
 def schedule_matmul(s: te.Schedule, mm_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
@@ -332,4 +408,5 @@ def schedule_reduce(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor, tar
 
 # hook name (OpDef.schedule) -> schedule; every target family's module has such a table
 SCHEDULES = {"conv": schedule_conv, "pool": schedule_pool, "matmul": schedule_matmul, "reduce": schedule_reduce,
-             "injective": schedule_injective}
+             "injective": schedule_injective, "conv_blocked": schedule_conv_blocked,
+             "pool_blocked": schedule_pool_blocked}

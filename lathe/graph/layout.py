@@ -1,0 +1,143 @@
+"""Layout pass (CPU): run 2-D convolutions, the pools and elementwise ops between them on channel-blocked
+NCHW[b]c tensors, with weights packed once at compile time.
+
+Values keep their ONNX names in NCHW; a blocked copy of value `v` is named `v:c<b>`. The pass walks the
+nodes in order and converts a node when its inputs can be blocked cheaply; a node that needs NCHW gets a
+lathe.FromBlocked in front of it, once per value. So transforms appear only at the edges of blocked
+regions and none between consecutive convolutions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lathe.graph.ir import Graph, Node, Value
+from lathe.graph.passes import remove_dead
+from lathe.ops.registry import OPS
+
+POOLS = {"MaxPool": "lathe.MaxPoolNCHWc", "AveragePool": "lathe.AveragePoolNCHWc"}
+
+
+def channel_block(c: int, lanes: int) -> int | None:
+    """The block for c channels: a full vector when it divides c, else half of one; None: leave in NCHW."""
+    return next((b for b in (lanes, lanes // 2) if b >= 4 and c % b == 0), None)
+
+
+def _input_block(c: int, lanes: int) -> int:
+    """Input channels are read one at a time, so any divisor of c will do (3 channels: block 3, NHWC)."""
+    return channel_block(c, lanes) or (c if c <= lanes else 1)
+
+
+class _Rewriter:
+    def __init__(self, g: Graph):
+        self.g, self.nodes = g, []
+        self.block: dict = {}  # value -> block of its blocked copy
+        self.plain = set(g.inputs) | {k for k, v in g.values.items() if v.is_const}
+
+    def blocked_name(self, v: str, b: int) -> str:
+        return f"{v}:c{b}"
+
+    def add_value(self, name: str, shape: tuple, dtype: str, data=None) -> str:
+        self.g.values[name] = Value(name, tuple(shape), dtype, data)
+        return name
+
+    def need_plain(self, v: str) -> str:
+        if v not in self.plain:
+            b = self.block[v]
+            self.nodes.append(Node("lathe.FromBlocked", f"{v}/from_c{b}", [self.blocked_name(v, b)], [v]))
+            self.plain.add(v)
+        return v
+
+    def need_blocked(self, v: str, b: int) -> str:
+        name = self.blocked_name(v, b)
+        if self.block.get(v) != b and name not in self.g.values:
+            src = self.g.values[self.need_plain(v)]
+            n, c, *sp = src.shape
+            self.add_value(name, (n, c // b, *sp, b), src.dtype)
+            self.nodes.append(Node("lathe.ToBlocked", f"{v}/to_c{b}", [v], [name], {"block": b}))
+        return name
+
+    def blocked_output(self, n: Node, b: int) -> str:
+        out = self.g.values[n.outputs[0]]
+        nb, c, *sp = out.shape
+        self.block[out.name] = b
+        return self.add_value(self.blocked_name(out.name, b), (nb, c // b, *sp, b), out.dtype)
+
+
+def _pack_dense(w: np.ndarray, ib: int, ob: int) -> np.ndarray:
+    m, c, kh, kw = w.shape  # (M/ob, ob, C/ib, ib, KH, KW) -> (M/ob, C/ib, KH, KW, ib, ob)
+    return np.ascontiguousarray(w.reshape(m // ob, ob, c // ib, ib, kh, kw).transpose(0, 2, 4, 5, 3, 1))
+
+
+def _pack_depthwise(w: np.ndarray, b: int) -> np.ndarray:
+    c, _, kh, kw = w.shape  # (C/b, b, KH, KW) -> (C/b, KH, KW, b)
+    return np.ascontiguousarray(w.reshape(c // b, b, kh, kw).transpose(0, 2, 3, 1))
+
+
+def _conv_kind(g: Graph, n: Node) -> str | None:
+    if n.op != "Conv" or len(n.outputs) != 1 or len(n.inputs) < 2:
+        return None
+    x, w = g.values[n.inputs[0]], g.values[n.inputs[1]]
+    if len(x.shape) != 4 or not w.is_const or x.dtype != "float32" or w.dtype != "float32":
+        return None
+    if len(n.inputs) > 2 and not g.values[n.inputs[2]].is_const:
+        return None
+    group = int(n.attrs.get("group", 1))
+    if group == 1:
+        return "dense"
+    if group == x.shape[1] == w.shape[0] and w.shape[1] == 1:
+        return "depthwise"
+    return None
+
+
+def block_layout(g: Graph, lanes: int) -> Graph:
+    """Rewrite g so that 2-D float convolutions and what runs between them use blocked layouts."""
+    r = _Rewriter(g)
+    for n in g.nodes:
+        kind = _conv_kind(g, n)
+        x = g.values[n.inputs[0]] if n.inputs else None
+        if kind is not None:
+            w = g.values[n.inputs[1]].data
+            m, c = w.shape[0], x.shape[1]
+            ob = (r.block.get(n.inputs[0]) if kind == "depthwise" else None) or channel_block(m, lanes)
+            if ob is not None and m % ob == 0:
+                if kind == "dense":
+                    ib = r.block.get(n.inputs[0]) or _input_block(c, lanes)
+                    ib = ib if c % ib == 0 else _input_block(c, lanes)
+                    packed = _pack_dense(w, ib, ob)
+                else:
+                    ib, packed = ob, _pack_depthwise(w, ob)
+                ins = [r.need_blocked(n.inputs[0], ib),
+                       r.add_value(f"{n.inputs[1]}:packed{ib}x{ob}", packed.shape, "float32", packed)]
+                if len(n.inputs) > 2:
+                    bias = g.values[n.inputs[2]].data.reshape(m // ob, ob)
+                    ins.append(r.add_value(f"{n.inputs[2]}:c{ob}", bias.shape, "float32", bias))
+                attrs = {k: v for k, v in n.attrs.items() if k in ("auto_pad", "dilations", "pads", "strides")}
+                attrs.update(kernel=list(w.shape[2:]), depthwise=int(kind == "depthwise"))
+                r.nodes.append(Node("lathe.ConvNCHWc", n.name, ins, [r.blocked_output(n, ob)], attrs))
+                continue
+        b = next((r.block[i] for i in n.inputs if i in r.block), None)
+        if b and n.op in POOLS and n.inputs[0] in r.block and len(n.outputs) == 1 and len(x.shape) == 4:
+            r.nodes.append(Node(POOLS[n.op], n.name, [r.need_blocked(n.inputs[0], b)], [r.blocked_output(n, b)],
+                                dict(n.attrs)))
+            continue
+        if b and _blockable_elementwise(g, n, r.block) and g.values[n.outputs[0]].shape[1] % b == 0:
+            ins = [r.need_blocked(i, b) for i in n.inputs]
+            r.nodes.append(Node(n.op, n.name, ins, [r.blocked_output(n, b)], dict(n.attrs)))
+            continue
+        for i in n.inputs:
+            r.need_plain(i)
+        r.nodes.append(n)
+        r.plain.update(n.outputs)
+    for o in g.outputs:
+        r.need_plain(o)
+    return remove_dead(Graph(g.inputs, g.outputs, r.nodes, g.values, g.opset))
+
+
+def _blockable_elementwise(g: Graph, n: Node, block: dict) -> bool:
+    """Elementwise ops are layout-free when every operand has the output's shape; an NCHW operand
+    (a residual from outside the blocked region) is blocked to match."""
+    if OPS[n.op].pattern not in ("elemwise", "broadcast") or len(n.outputs) != 1:
+        return False
+    shape = g.values[n.outputs[0]].shape
+    return len(shape) == 4 and all(g.values[i].shape == shape for i in n.inputs)
