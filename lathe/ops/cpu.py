@@ -250,10 +250,8 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     if red is None or tuple(group_out.shape) != red.shape:
         return _schedule_fallback(s, conv_out, group_out, target, ("conv_blocked",))
     _inline_pointwise(s, [red])
-    depthwise = len(red.reduce_axis) == 2
-    cb, wt = register_tile(red.shape[1], red.shape[3], vector_registers(target))
-    if depthwise:
-        cb = 1
+    depthwise = len(red.reduce_axis) == 2  # one input channel per output channel: nothing to share across cb
+    cb, wt = register_tile(1 if depthwise else red.shape[1], red.shape[3], vector_registers(target))
     red_t = red.output()
     acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
     o = s[group_out]
@@ -272,7 +270,12 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     a.unroll(am)
     a.unroll(aw)
     a.vectorize(av)
-    _schedule_roots(s, target)  # the padded input
+    pad = _find(red_t, ("conv_pad",))
+    if pad is not None:  # rows in parallel, each pixel's channel block one vector
+        p = s[pad]
+        pn, pc, py, px, pv = p.op.axis
+        p.parallel(p.fuse(pn, pc, py))
+        p.vectorize(pv)
 
 
 def schedule_pool_blocked(s: te.Schedule, pool_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:

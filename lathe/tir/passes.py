@@ -144,7 +144,7 @@ def _vec(e: Expr, v: Var, n: int) -> Expr:
                 return Ramp(r.base * c, r.stride * c, n)
             return Binary(x.op, _widen(a, n), _widen(b, n), with_lanes(x.dtype, n))
         if isinstance(x, Load):
-            return Load(x.buffer, tuple(go(i) for i in x.indices))
+            return Load(x.buffer, tuple(_first(guarded_ramp(i), i, go) for i in x.indices))
         if isinstance(x, Select):
             return Select(_widen(go(x.cond), n), _widen(go(x.t), n), _widen(go(x.f), n))
         if isinstance(x, Cast):
@@ -155,7 +155,21 @@ def _vec(e: Expr, v: Var, n: int) -> Expr:
             return Not(_widen(go(x.a), n))
         raise _CannotVectorize(type(x).__name__)
 
+    def guarded_ramp(i: Expr) -> Expr | None:
+        # guard_select_loads' select(c, i, 0) with c the same for every lane: one contiguous load from
+        # select(c, base, 0). Lanes past 0 stay in bounds: i's own ramp starts at base >= 0 with this stride.
+        if not (isinstance(i, Select) and isinstance(i.f, Const) and i.f.value == 0 and not uses_any(i.cond, {v})):
+            return None
+        t = go(i.t)
+        if isinstance(t, Ramp) and isinstance(t.stride, Const) and t.stride.value >= 0:
+            return Ramp(Select(i.cond, t.base, i.f), t.stride, n)
+        return None
+
     return go(e)
+
+
+def _first(found: Expr | None, i: Expr, go) -> Expr:
+    return go(i) if found is None else found
 
 
 def _widen(e: Expr, n: int) -> Expr:
