@@ -263,18 +263,36 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
         o.parallel(fused)
     o.vectorize(ov)
+    o.unroll(mi)  # constant indices into the accumulator tile, so LLVM keeps it in registers
+    o.unroll(wi)
     a = s[acc]
-    a.compute_at(o, wo)
-    an, am, ah, aw, av = a.op.axis
-    a.reorder(an, ah, *a.op.reduce_axis, am, aw, av)
+    if depthwise or red.reduce_axis[0].extent.value == 1:  # no input-channel blocks to loop over: per tile
+        a.compute_at(o, wo)
+        an, am, ah, aw, av = a.op.axis
+        a.reorder(an, ah, *a.op.reduce_axis, am, aw, av)
+    else:
+        # accumulators for the whole output row (a few KiB, in L1), the input-channel block loop outside
+        # the pixel tiles: one block's weights stay in L1 while every tile of the row uses them
+        a.compute_at(o, fused)
+        an, am, ah, aw, av = a.op.axis
+        aw, awi = a.split(aw, wt)
+        rco, *taps = a.op.reduce_axis
+        a.reorder(an, ah, rco, aw, *taps, am, awi, av)
+        aw = awi
     a.unroll(am)
     a.unroll(aw)
     a.vectorize(av)
-    pad = _find(red_t, ("conv_pad",))
-    if pad is not None:  # rows in parallel, each pixel's channel block one vector
+    _schedule_blocked_pad(s, _find(red_t, ("conv_pad",)), target)
+
+
+def _schedule_blocked_pad(s, pad: ComputeOp | None, target) -> None:
+    """A padded blocked input: rows in parallel, each pixel's channel block one vector."""
+    if pad is not None:
         p = s[pad]
         pn, pc, py, px, pv = p.op.axis
-        p.parallel(p.fuse(pn, pc, py))
+        rows = p.fuse(pn, pc, py)
+        if math.prod(pad.shape) >= PARALLEL_MIN_WORK and _threads(target) > 1:
+            p.parallel(rows)
         p.vectorize(pv)
 
 
@@ -297,7 +315,7 @@ def schedule_pool_blocked(s: te.Schedule, pool_out: te.Tensor, group_out: te.Ten
         a.vectorize(a.op.axis[4])
     else:
         o.reorder(fused, ow, *o.op.reduce_axis, ov)
-    _schedule_roots(s, target)
+    _schedule_blocked_pad(s, _find(red.output(), ("pool_pad",)), target)
 
 
 # ---------------------------------------------------------------------------- matmul / gemm
