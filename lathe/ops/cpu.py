@@ -258,8 +258,13 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     on, om, oh, ow, ov = o.op.axis
     mo, mi = o.split(om, cb)
     wo, wi = o.split(ow, wt)
-    o.reorder(on, mo, oh, wo, mi, wi, ov)
-    fused = o.fuse(on, mo, oh)
+    # threads split the rows when activations outweigh the weights (each thread then finds the rows it
+    # produced in its own cache), else the output channels (each thread reads half the weights)
+    w = red.input_tensors()[1]
+    rows_first = math.prod(red.shape) + math.prod(red.input_tensors()[0].shape) >= math.prod(w.shape)
+    outer = (on, oh, mo) if rows_first else (on, mo, oh)
+    o.reorder(*outer, wo, mi, wi, ov)
+    fused = o.fuse(*outer)
     if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
         o.parallel(fused)
     o.vectorize(ov)
@@ -282,7 +287,11 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     a.unroll(am)
     a.unroll(aw)
     a.vectorize(av)
-    _schedule_blocked_pad(s, _find(red_t, ("conv_pad",)), target)
+    pad = _find(red_t, ("conv_pad",))
+    if pad is not None and depthwise:  # each input is read ~k*k/stride^2 times: test the border in place,
+        s[pad].compute_inline()  # a padded copy costs more memory traffic than the convolution itself
+    else:
+        _schedule_blocked_pad(s, pad, target)
 
 
 def _schedule_blocked_pad(s, pad: ComputeOp | None, target) -> None:
@@ -315,7 +324,9 @@ def schedule_pool_blocked(s: te.Schedule, pool_out: te.Tensor, group_out: te.Ten
         a.vectorize(a.op.axis[4])
     else:
         o.reorder(fused, ow, *o.op.reduce_axis, ov)
-    _schedule_blocked_pad(s, _find(red.output(), ("pool_pad",)), target)
+    pad = _find(red.output(), ("pool_pad",))
+    if pad is not None:  # few reads per input: test the border in place (as for depthwise convolutions)
+        s[pad].compute_inline()
 
 
 # ---------------------------------------------------------------------------- matmul / gemm
