@@ -70,6 +70,44 @@ def save_json(path: str, name: str, payload: dict) -> str:
     return path
 
 
+def fma_peak(target: str = "llvm", threads: int = 2, seconds: float = 0.3) -> float:
+    """GFLOP/s of lathe's own convolution micro-kernel on data that stays in L1: each thread repeats a
+    (4 channel vectors x 4 pixels) register tile, 4 vector loads and 4 broadcasts per 16 FMAs. This
+    is the ceiling a convolution schedule can reach on this machine; profiles report layers against it."""
+    import lathe
+    from lathe import te
+    from lathe.ops.cpu import vector_lanes
+
+    lanes = vector_lanes(target)
+    k, reps = 128, 256
+    a = te.placeholder((threads, k, 4), "float32", name="a")
+    b = te.placeholder((threads, k, 4, lanes), "float32", name="b")
+    r, rk = te.reduce_axis(reps, name="r"), te.reduce_axis(k, name="k")
+    # r repeats the pass over the same data (r * 0: the loop stays, the index does not move)
+    c = te.compute((threads, 4, 4, lanes), lambda t, j, i, v: te.sum(a[t, rk + r * 0, i] * b[t, rk, j, v],
+                                                                      axis=[r, rk]), name="c")
+    s = te.create_schedule(c)
+    acc = s.cache_write(c, "local")
+    ct, cj, ci, cv = s[c].op.axis
+    s[c].parallel(ct)
+    s[acc].compute_at(s[c], ct)
+    at, aj, ai, av = s[acc].op.axis
+    s[acc].reorder(at, *s[acc].op.reduce_axis, aj, ai, av)
+    s[acc].unroll(aj)
+    s[acc].unroll(ai)
+    s[acc].vectorize(av)
+    fn = lathe.build(s, [a, b, c], target=f"{target} -threads={threads}")
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(t.shape).astype("float32") for t in (a, b)] + [np.zeros(c.shape, "float32")]
+    fn(*args)
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * threads * reps * k * 16 * lanes / best / 1e9
+
+
 def peer_runner(peer: str, model, feed: dict, threads: int):
     """A zero-argument callable running `model` in a peer system, or ImportError if it is not installed."""
     if peer == "onnxruntime":

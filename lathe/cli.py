@@ -165,9 +165,10 @@ def cmd_bench(args) -> int:
     for name, r in res.items():
         ratio = "" if r["ratio_to_fastest_peer"] is None else f"{r['ratio_to_fastest_peer']:.2f}"
         print(f"  {name:24s} {r['median_ms']:10.2f} {r['p10_ms']:8.2f} {r['p90_ms']:8.2f}  {ratio:>15s}")
+    layers = _profile(args, targets[0]) if args.profile else None
     if args.json:
         save_json(args.json, f"bench {args.model}", {"model": args.model, "threads": args.threads,
-                                                      "runs": args.runs, "results": res})
+                                                      "runs": args.runs, "results": res, "profile": layers})
         print(f"saved {args.json}")
     if args.plot:
         try:
@@ -188,6 +189,28 @@ def cmd_bench(args) -> int:
         fig.savefig(args.plot)
         print(f"saved {args.plot}")
     return 0
+
+
+def _profile(args, target: str) -> dict:
+    """Per-kernel times inside whole runs, each against its arithmetic floor at the measured FMA peak."""
+    import lathe
+    from lathe.benchmark import fma_peak
+
+    t = target if "-threads" in target else f"{target} -threads={args.threads}"
+    mod = lathe.compile(resolve_model(args.model), t)
+    rng = np.random.default_rng(0)
+    feed = {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in mod.spec["inputs"]}
+    rows = mod.profile(feed, repeat=max(10, min(args.runs, 50)))
+    peak = fma_peak(t.split()[0], args.threads)
+    print(f"\nper-kernel profile, lathe {t} (median inside whole runs); FMA peak {peak:.0f} GFLOP/s measured")
+    print(f"  {'kernel':34s} {'ms':>7s} {'GFLOP/s':>8s} {'% peak':>7s} {'floor ms':>9s}  ops")
+    for r in rows:
+        r["floor_ms"] = r["flops"] / peak / 1e6
+        pct = f"{100 * r['gflops'] / peak:6.0f}%" if r["flops"] else ""
+        print(f"  {r['kernel'][:34]:34s} {r['ms']:7.3f} {r['gflops']:8.0f} {pct:>7s} {r['floor_ms']:9.3f}  {r['ops']}")
+    total, floor = sum(r["ms"] for r in rows), sum(r["floor_ms"] for r in rows)
+    print(f"  {'total':34s} {total:7.3f} {'':8s} {'':7s} {floor:9.3f}  (floor: every FLOP at peak)")
+    return {"target": t, "fma_peak_gflops": peak, "kernels": rows, "total_ms": total, "floor_ms": floor}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", default="onnxruntime", help="comma-separated: onnxruntime")
     p.add_argument("--json", help="save the results (and the machine's description) to this file")
     p.add_argument("--plot", help="save a bar chart to this PNG file (needs matplotlib)")
+    p.add_argument("--profile", action="store_true",
+                   help="also time each kernel of the first target against its arithmetic floor")
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

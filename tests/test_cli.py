@@ -52,10 +52,17 @@ def test_targets_lists_every_kind(capsys):
 
 def test_bench_compares_with_onnxruntime_in_one_run(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "resnet18", "-t", "llvm", "--runs", "3", "--peers", "onnxruntime", "--json", str(out)]) == 0
+    assert main(["bench", "resnet18", "-t", "llvm", "--runs", "3", "--peers", "onnxruntime", "--json", str(out),
+                 "--profile"]) == 0
     import json
 
     data = json.loads(out.read_text())
     assert set(data["results"]) == {"lathe llvm", "onnxruntime"} and data["machine"]["cores"] >= 1
     assert data["results"]["onnxruntime"]["ratio_to_fastest_peer"] == 1.0
     assert data["results"]["lathe llvm"]["median_ms"] > 0
+    prof = data["profile"]
+    convs = [k for k in prof["kernels"] if "Conv" in k["ops"]]
+    # ResNet-18's convolutions are 3.63 GFLOP (1.8 G multiply-adds); every kernel is timed and counted
+    assert abs(sum(k["flops"] for k in convs) / 1e9 - 3.63) < 0.02 and len(convs) == 20
+    assert prof["fma_peak_gflops"] > 0 and all(k["ms"] > 0 for k in prof["kernels"])
+    assert "per-kernel profile" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -61,7 +62,10 @@ def lower_groups(g: Graph, groups: list, target: Target) -> list[PrimFunc]:
     for k, gr in enumerate(groups):
         s, args = schedule_group(g, gr, target)
         name = f"k{k}_{_ident(gr.name)}"
-        funcs.append(run_pipeline(lower_schedule(s, args, name)))
+        f = run_pipeline(lower_schedule(s, args, name))
+        f.attrs["flops"] = sum(2 * math.prod(st.op.shape) * math.prod(iv.extent.value for iv in st.op.reduce_axis)
+                      for st in s.stages if getattr(st.op, "reduce_axis", None))  # multiply-adds x 2
+        funcs.append(f)
     return funcs
 
 
@@ -85,7 +89,7 @@ def compile_graph(g: Graph, target: Target, verbose: bool = False):
     funcs = lower_groups(g, groups, target)
     t_lower = time.perf_counter() - t0
     steps = [{"kernel": f.name, "args": gr.inputs() + gr.outputs, "ops": [n.op for n in gr.nodes],
-              "nodes": [n.name for n in gr.nodes]} for f, gr in zip(funcs, groups)]
+              "nodes": [n.name for n in gr.nodes], "flops": f.attrs["flops"]} for f, gr in zip(funcs, groups)]
     spec = {
         "target": str(target),
         "inputs": [{"name": i, "shape": list(g.values[i].shape), "dtype": g.values[i].dtype} for i in g.inputs],

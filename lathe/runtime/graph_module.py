@@ -141,21 +141,26 @@ class GraphModule:
         return times
 
     def profile(self, feed: dict, repeat: int = 20) -> list:
-        """Per-kernel median times: [{kernel, ops, ms, percent}], slowest first."""
+        """Per-kernel times measured inside whole runs (each kernel finds its inputs where the previous
+        kernel left them, as in real use): [{kernel, ops, ms, percent, gflops}] in execution order."""
         self._feed(feed)
         self._execute()
-        rows = []
-        for st, (fn, ptrs) in zip(self.spec["steps"], self._steps):
-            ts = []
-            for _ in range(repeat):
-                t0 = time.perf_counter()
+        clock = time.perf_counter
+        times = np.zeros((repeat, len(self._steps)))
+        for r in range(repeat):
+            for k, (fn, ptrs) in enumerate(self._steps):
+                t0 = clock()
                 fn(*ptrs)
-                ts.append(time.perf_counter() - t0)
-            rows.append({"kernel": st["kernel"], "ops": "+".join(st["ops"]), "ms": float(np.median(ts)) * 1e3})
-        total = sum(r["ms"] for r in rows) or 1.0
-        for r in rows:
-            r["percent"] = 100 * r["ms"] / total
-        return sorted(rows, key=lambda r: -r["ms"])
+                times[r, k] = clock() - t0
+        ms = np.median(times, axis=0) * 1e3
+        total = float(ms.sum()) or 1.0
+        rows = []
+        for st, t in zip(self.spec["steps"], ms):
+            flops = st.get("flops", 0)
+            rows.append({"kernel": st["kernel"], "ops": "+".join(st["ops"]), "ms": float(t),
+                         "percent": 100 * float(t) / total, "flops": flops,
+                         "gflops": flops / float(t) / 1e6 if flops and t > 0 else 0.0})
+        return rows
 
     # ------------------------------------------------------------------ artifacts
     def save(self, path: str) -> None:
