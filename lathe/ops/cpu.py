@@ -258,31 +258,38 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     on, om, oh, ow, ov = o.op.axis
     mo, mi = o.split(om, cb)
     wo, wi = o.split(ow, wt)
-    # threads split the rows when activations outweigh the weights (each thread then finds the rows it
-    # produced in its own cache), else the output channels (each thread reads half the weights)
+    # Threads split the rows when activations outweigh the weights (each thread then finds the rows it
+    # produced in its own cache), else the output channels (each thread reads half the weights).
+    # Accumulators: per register tile when there is one input-channel block; else for a whole row, or
+    # when weights dominate, the whole output plane of cb channel blocks (if it fits in L1 and leaves
+    # work for every thread), with the input-channel block loop outside the pixels, so one block's
+    # weights stay in L1 while every pixel of the row or plane uses them.
     w = red.input_tensors()[1]
     rows_first = math.prod(red.shape) + math.prod(red.input_tensors()[0].shape) >= math.prod(w.shape)
-    outer = (on, oh, mo) if rows_first else (on, mo, oh)
-    o.reorder(*outer, wo, mi, wi, ov)
+    blocks = red.reduce_axis[0].extent.value if not depthwise else 1
+    plane_bytes = cb * math.prod(red.shape[2:]) * 4
+    threads = _threads(target)
+    mode = "tile" if blocks == 1 else "row" if rows_first else "plane"
+    if mode == "plane" and (plane_bytes > 32 * 1024 or red.shape[0] * red.shape[1] // cb < 2 * threads):
+        mode = "row"
+    outer = (on, oh, mo) if rows_first else (on, mo) if mode == "plane" else (on, mo, oh)
+    o.reorder(*outer, *([oh] if mode == "plane" else []), wo, mi, wi, ov)
     fused = o.fuse(*outer)
-    if _reduce_work(red) >= PARALLEL_MIN_WORK and _threads(target) > 1 and fused.extent.value > 1:
+    if _reduce_work(red) >= PARALLEL_MIN_WORK and threads > 1 and fused.extent.value > 1:
         o.parallel(fused)
     o.vectorize(ov)
     o.unroll(mi)  # constant indices into the accumulator tile, so LLVM keeps it in registers
     o.unroll(wi)
     a = s[acc]
-    if depthwise or red.reduce_axis[0].extent.value == 1:  # no input-channel blocks to loop over: per tile
+    an, am, ah, aw, av = a.op.axis
+    if mode == "tile":
         a.compute_at(o, wo)
-        an, am, ah, aw, av = a.op.axis
         a.reorder(an, ah, *a.op.reduce_axis, am, aw, av)
     else:
-        # accumulators for the whole output row (a few KiB, in L1), the input-channel block loop outside
-        # the pixel tiles: one block's weights stay in L1 while every tile of the row uses them
         a.compute_at(o, fused)
-        an, am, ah, aw, av = a.op.axis
         aw, awi = a.split(aw, wt)
         rco, *taps = a.op.reduce_axis
-        a.reorder(an, ah, rco, aw, *taps, am, awi, av)
+        a.reorder(an, rco, ah, aw, *taps, am, awi, av)
         aw = awi
     a.unroll(am)
     a.unroll(aw)
