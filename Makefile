@@ -29,6 +29,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/matmul.py
+	$(PY) bench/models.py
 
 lint: setup
 	$(PY) -m ruff check lathe tests bench examples
