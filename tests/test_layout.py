@@ -102,6 +102,25 @@ def test_resnet_block_keeps_one_layout_region() -> None:
     ops = _ops(mod)
     assert ops.count("lathe.ToBlocked") == 1 and ops.count("lathe.FromBlocked") == 1, ops
     assert "lathe.MaxPoolNCHWc" in ops and ops.count("lathe.ConvNCHWc") == 3
+    # the convolutions' inputs that kernels store live inside a 1-pixel zero border: no padded copies
+    halos = {k: v["halo"] for k, v in mod.spec["values"].items() if v.get("halo")}
+    assert set(halos.values()) == {1} and len(halos) >= 2, halos
+
+
+def test_haloed_values_survive_save_and_load(tmp_path) -> None:
+    inits = {f"w{i}": _rand(16, 16, 3, 3, seed=i) * 0.3 for i in range(3)}
+    nodes = [conv("c0", "x", "w0", "a", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+             conv("c1", "b", "w1", "c", pads=[1, 1, 1, 1]), helper.make_node("Add", ["c", "b"], ["d"]),
+             conv("c2", "d", "w2", "y", pads=[2, 2, 2, 2], dilations=[2, 2])]
+    model = _model(nodes, (1, 16, 8, 8), inits)
+    mod = _check(model, (1, 16, 8, 8))
+    assert sorted(v.get("halo", 0) for v in mod.spec["values"].values() if v.get("halo")) == [1, 2]
+    x = _rand(1, 16, 8, 8, seed=3)
+    want = mod.run({"x": x})[0]
+    mod.save(str(tmp_path / "art"))
+    again = lathe.load(str(tmp_path / "art"))
+    for _ in range(2):  # a second run finds the borders still zero
+        np.testing.assert_array_equal(again.run({"x": x})[0], want)
 
 
 POOLS = [("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),

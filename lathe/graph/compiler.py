@@ -62,11 +62,23 @@ def lower_groups(g: Graph, groups: list, target: Target) -> list[PrimFunc]:
     for k, gr in enumerate(groups):
         s, args = schedule_group(g, gr, target)
         name = f"k{k}_{_ident(gr.name)}"
-        f = run_pipeline(lower_schedule(s, args, name))
+        strides = [stored_strides(g.values[v]) for v in gr.inputs() + gr.outputs]
+        f = run_pipeline(lower_schedule(s, args, name, strides))
         f.attrs["flops"] = sum(2 * math.prod(st.op.shape) * math.prod(iv.extent.value for iv in st.op.reduce_axis)
                       for st in s.stages if getattr(st.op, "reduce_axis", None))  # multiply-adds x 2
         funcs.append(f)
     return funcs
+
+
+def stored_strides(v) -> tuple | None:
+    """Element strides of a value stored inside a zero halo (None: plain row-major)."""
+    if not v.halo:
+        return None
+    out, step = [], 1
+    for d in reversed(v.stored_shape):
+        out.append(step)
+        step *= d
+    return tuple(reversed(out))
 
 
 def optimize(g: Graph) -> Graph:
@@ -79,12 +91,15 @@ def compile_graph(g: Graph, target: Target, verbose: bool = False):
 
     t0 = time.perf_counter()
     g = optimize(g)
-    if target.family == "cpu" and target.attrs.get("layout", "nchwc") != "nchw":
-        from lathe.graph.layout import block_layout
+    blocked = target.family == "cpu" and target.attrs.get("layout", "nchwc") != "nchw"
+    if blocked:
+        from lathe.graph.layout import add_halos, block_layout
         from lathe.ops.cpu import vector_lanes
 
         g = block_layout(g, vector_lanes(target))
     groups = fuse(g)
+    if blocked:
+        add_halos(g, groups)
     plan = plan_memory(g, groups)
     funcs = lower_groups(g, groups, target)
     t_lower = time.perf_counter() - t0
@@ -94,7 +109,8 @@ def compile_graph(g: Graph, target: Target, verbose: bool = False):
         "target": str(target),
         "inputs": [{"name": i, "shape": list(g.values[i].shape), "dtype": g.values[i].dtype} for i in g.inputs],
         "outputs": [{"name": o, "shape": list(g.values[o].shape), "dtype": g.values[o].dtype} for o in g.outputs],
-        "values": {name: {"shape": list(v.shape), "dtype": v.dtype} for name, v in g.values.items()},
+        "values": {name: {"shape": list(v.shape), "dtype": v.dtype, **({"halo": v.halo} if v.halo else {})}
+                   for name, v in g.values.items()},
         "slots": plan.slot_bytes,
         "slot_of": plan.slot_of,
         "steps": steps,

@@ -20,14 +20,22 @@ class Value:
     shape: tuple
     dtype: str
     data: np.ndarray | None = None  # set for constants
+    halo: int = 0  # blocked (N, C/b, H, W, b) values: stored inside a zero border this wide on H and W
 
     @property
     def is_const(self) -> bool:
         return self.data is not None
 
     @property
+    def stored_shape(self) -> tuple:
+        if not self.halo:
+            return tuple(self.shape)
+        n, c, h, w, b = self.shape
+        return (n, c, h + 2 * self.halo, w + 2 * self.halo, b)
+
+    @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return int(np.prod(self.stored_shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
 @dataclass

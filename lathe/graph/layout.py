@@ -134,6 +134,26 @@ def block_layout(g: Graph, lanes: int) -> Graph:
     return remove_dead(Graph(g.inputs, g.outputs, r.nodes, g.values, g.opset))
 
 
+def add_halos(g: Graph, groups: list) -> None:
+    """Store a blocked value inside a zero border when every dense blocked convolution reading it pads
+    by that same amount on all sides: its producer writes the interior, the border stays zero, and the
+    convolutions read it in place of a padded copy (a copy costs up to 10% of a 3x3 convolution).
+    Every other kernel reads the value through the border's strides."""
+    need: dict = {}
+    for n in g.nodes:
+        if n.op == "lathe.ConvNCHWc" and not n.attrs.get("depthwise"):
+            p = n.attrs.get("pads")
+            ok = p is not None and len(set(p)) == 1 and p[0] > 0 and n.attrs.get("auto_pad", "NOTSET") == "NOTSET"
+            need.setdefault(n.inputs[0], set()).add(p[0] if ok else None)
+    produced = {o for gr in groups for o in gr.outputs}  # stored values (fused intermediates are not)
+    for v, pads in need.items():
+        if len(pads) == 1 and None not in pads and v in produced and v not in g.outputs:
+            g.values[v].halo = pads.pop()
+    for n in g.nodes:
+        if n.op == "lathe.ConvNCHWc" and g.values[n.inputs[0]].halo:
+            n.attrs["input_halo"] = g.values[n.inputs[0]].halo
+
+
 def _blockable_elementwise(g: Graph, n: Node, block: dict) -> bool:
     """Elementwise ops are layout-free when every operand has the output's shape; an NCHW operand
     (a residual from outside the blocked region) is blocked to match."""

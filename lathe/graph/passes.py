@@ -158,19 +158,24 @@ def plan_memory(g: Graph, groups: list[Group]) -> MemoryPlan:
     slot_of: dict = {}
     slot_bytes: list = []
     free_after: list = []  # per slot: the step after which it is free
+    kind: list = []  # per slot: None, or the stored shape of the haloed values it holds (their zero
+    # borders are written once, so such a slot is shared only with values of the same layout)
     for step, gr in enumerate(groups):
         for o in gr.outputs:
             if o in g.outputs or o not in g.values:
                 continue
-            need = max(g.values[o].nbytes, 1)
+            v = g.values[o]
+            need, key = max(v.nbytes, 1), (v.stored_shape if v.halo else None)
             end = last_use.get(o, step)
             best = None
             for k, free in enumerate(free_after):
-                if free < step and (best is None or abs(slot_bytes[k] - need) < abs(slot_bytes[best] - need)):
+                if free < step and kind[k] == key and (best is None
+                                                       or abs(slot_bytes[k] - need) < abs(slot_bytes[best] - need)):
                     best = k
             if best is None:
                 slot_bytes.append(need)
                 free_after.append(end)
+                kind.append(key)
                 best = len(slot_bytes) - 1
             else:
                 slot_bytes[best] = max(slot_bytes[best], need)

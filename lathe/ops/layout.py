@@ -35,10 +35,23 @@ def from_blocked(inputs: list[te.Tensor]) -> te.Tensor:
     return te.compute((n, cb * b, h, w), lambda i, c, y, xx: x[i, c // b, y, xx, c % b], name="from_blocked")
 
 
+class _Shifted:
+    """Indexable like a tensor: xp[i, c, y, x, v] reads X at (y - pad, x - pad) through a function."""
+
+    def __init__(self, read):
+        self.read = read
+
+    def __getitem__(self, idx):
+        return self.read(*idx)
+
+
 @register("lathe.ConvNCHWc", "complex", schedule="conv_blocked")
 def conv_nchwc(inputs: list[te.Tensor], kernel: list, depthwise: int = 0, auto_pad: str = "NOTSET",
-               dilations=None, pads=None, strides=None, **_) -> te.Tensor:
-    """2-D convolution on blocked tensors (dense, or depthwise with `depthwise=1`); optional bias."""
+               dilations=None, pads=None, strides=None, input_halo: int = 0, **_) -> te.Tensor:
+    """2-D convolution on blocked tensors (dense, or depthwise with `depthwise=1`); optional bias.
+
+    `input_halo`: X is stored inside a zero border at least as wide as the padding (graph/layout.py
+    arranges it), so the window reads the border itself instead of a padded copy."""
     x, w = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) > 2 else None
     n, cb, h, wd, ib = x.shape
@@ -47,7 +60,12 @@ def conv_nchwc(inputs: list[te.Tensor], kernel: list, depthwise: int = 0, auto_p
     dl = _spatial("Conv", "dilations", dilations, 2, 1)
     pb, pe, (oh, ow) = window_pads("Conv", [h, wd], [(kh - 1) * dl[0] + 1, (kw - 1) * dl[1] + 1], st, pads,
                                    auto_pad)
-    if any(pb) or any(pe):
+    if input_halo and max(pb + pe) <= input_halo:
+        def xp_read(i, c, y, xx, v):  # X[y - pb] may read the zero border: negative indices are in the halo
+            return x[i, c, y - pb[0], xx - pb[1], v]
+
+        xp = _Shifted(xp_read)
+    elif any(pb) or any(pe):
         def pad(i, c, y, xx, v):
             sy, sx = y - pb[0], xx - pb[1]
             ok = te.all(sy >= 0, sy < h, sx >= 0, sx < wd)

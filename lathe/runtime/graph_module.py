@@ -38,10 +38,15 @@ class GraphModule:
         bufs: dict = {name: _aligned_copy(arr) for name, arr in params.items()}
         self._params = {name: bufs[name] for name in params}  # the kernels' aligned copies, held once
         arenas = [_aligned_empty((max(n, 1),), "uint8") for n in spec["slots"]]
+        for a in arenas:
+            a.fill(0)  # haloed values keep zero borders that no kernel writes
         for name, slot in spec["slot_of"].items():
             v = spec["values"][name]
-            nbytes = int(np.prod(v["shape"], dtype=np.int64)) * np.dtype(v["dtype"]).itemsize
-            bufs[name] = arenas[slot][:nbytes].view(v["dtype"]).reshape(v["shape"])
+            h = v.get("halo", 0)  # (N, C/b, H, W, b) stored inside a zero border h wide
+            stored = [d + 2 * h if k in (2, 3) else d for k, d in enumerate(v["shape"])]
+            nbytes = int(np.prod(stored, dtype=np.int64)) * np.dtype(v["dtype"]).itemsize
+            arr = arenas[slot][:nbytes].view(v["dtype"]).reshape(stored)
+            bufs[name] = arr[:, :, h:-h, h:-h, :] if h else arr  # kernels get the interior's address
         for io in spec["inputs"] + spec["outputs"]:
             if io["name"] not in bufs:
                 bufs[io["name"]] = _aligned_empty(tuple(io["shape"]), io["dtype"])

@@ -36,12 +36,13 @@ class _StageInfo:
         self.buffer: Buffer | None = None
 
 
-def lower_schedule(sch: Schedule, args: list, name: str = "main") -> PrimFunc:
+def lower_schedule(sch: Schedule, args: list, name: str = "main", strides: list | None = None) -> PrimFunc:
+    """`strides[k]`, when given and not None, are the element strides of argument k's array."""
     stages = [st for st in sch.stages]
     info = {st: _StageInfo(st) for st in stages}
     inline_bodies(sch, stages, info)
     live = [st for st in stages if isinstance(st.op, ComputeOp) and st.attach != "inline"]
-    params = _param_buffers(sch, args, info, live)
+    params = _param_buffers(sch, args, info, live, strides or [None] * len(args))
     _check_attach(sch, live)
     for st in reversed(live):  # consumers before producers
         infer_region(sch, st, info, live)
@@ -82,14 +83,14 @@ def _inline_read(sch: Schedule, n: Expr, info: dict) -> Expr | None:
 
 # ---------------------------------------------------------------------------- checks
 
-def _param_buffers(sch: Schedule, args: list, info: dict, live: list[Stage]) -> list[Buffer]:
+def _param_buffers(sch: Schedule, args: list, info: dict, live: list[Stage], strides: list) -> list[Buffer]:
     params = []
     seen = set()
-    for t in args:
+    for t, st_strides in zip(args, strides):
         if not isinstance(t, Tensor):
             raise TypeError(f"build/lower args must be tensors, got {t!r}")
         if t.op not in sch._stage_of and isinstance(t.op, PlaceholderOp):  # an input nothing reads
-            params.append(Buffer(t.name, t.shape, t.dtype))
+            params.append(Buffer(t.name, t.shape, t.dtype, strides=st_strides))
             continue
         try:
             st = sch[t.op]
@@ -101,7 +102,7 @@ def _param_buffers(sch: Schedule, args: list, info: dict, live: list[Stage]) -> 
         if st.attach == "inline" or (st.attach == "at"):
             raise ScheduleError(f"stage {st.name} is an argument, so it must be computed at root, "
                                 f"not {st.attach}")
-        info[st].buffer = Buffer(t.name, t.shape, t.dtype)
+        info[st].buffer = Buffer(t.name, t.shape, t.dtype, strides=st_strides)
         info[st].region = [(Const(0, "int32"), d) for d in t.shape]
         params.append(info[st].buffer)
     for st in live:

@@ -77,12 +77,17 @@ def guard_select_loads(f: PrimFunc) -> PrimFunc:
 # ---------------------------------------------------------------------------- flatten storage
 
 def flatten_storage(f: PrimFunc) -> PrimFunc:
-    """Multi-dimensional buffer accesses become one row-major index."""
+    """Multi-dimensional buffer accesses become one row-major index (or one over the buffer's strides)."""
 
     def flat(buffer, indices) -> tuple:
+        if buffer.strides is not None:
+            out: Expr = Const(0, "int32")
+            for stride, i in zip(buffer.strides, indices):
+                out = out + i * stride
+            return (out,)
         if len(indices) == 1:
             return tuple(indices)
-        out: Expr = Const(0, "int32")
+        out = Const(0, "int32")
         for dim, i in zip(buffer.shape, indices):
             out = out * dim + i
         return (out,)

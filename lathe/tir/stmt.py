@@ -15,8 +15,11 @@ from lathe.expr import Expr, Var, transform
 class Buffer:
     """A named array: a function parameter or an allocation in `scope` (global/local/shared)."""
 
-    def __init__(self, name: str, shape: tuple, dtype: str, scope: str = "global"):
+    def __init__(self, name: str, shape: tuple, dtype: str, scope: str = "global", strides: tuple | None = None):
         self.name, self.shape, self.dtype, self.scope = name, tuple(shape), dtype, scope
+        # element strides per axis when the array lives inside a larger one (a tensor with a zero halo);
+        # None: row-major over shape
+        self.strides = tuple(strides) if strides is not None else None
         self.data = Var(name, "handle")  # the pointer, so free-variable analysis sees buffers too
 
     @property
