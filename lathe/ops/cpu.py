@@ -260,16 +260,18 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     wo, wi = o.split(ow, wt)
     # Threads split the rows when activations outweigh the weights (each thread then finds the rows it
     # produced in its own cache), else the output channels (each thread reads half the weights).
-    # Accumulators: per register tile when there is one input-channel block; else for a whole row, or
-    # when weights dominate, the whole output plane of cb channel blocks (if it fits in L1 and leaves
-    # work for every thread), with the input-channel block loop outside the pixels, so one block's
-    # weights stay in L1 while every pixel of the row or plane uses them.
+    # Accumulators: in registers for the whole reduction when one tile's weights fit in L1 (1x1
+    # convolutions with few input channels; depthwise); else for a whole row, or when weights dominate,
+    # the whole output plane of cb channel blocks (if it fits in L1 and leaves work for every thread),
+    # with the input-channel block loop outside the pixels, so one block's weights stay in L1 while
+    # every pixel of the row or plane uses them.
     w = red.input_tensors()[1]
     rows_first = math.prod(red.shape) + math.prod(red.input_tensors()[0].shape) >= math.prod(w.shape)
     blocks = red.reduce_axis[0].extent.value if not depthwise else 1
     plane_bytes = cb * math.prod(red.shape[2:]) * 4
     threads = _threads(target)
-    mode = "tile" if blocks == 1 else "row" if rows_first else "plane"
+    tile_weights = cb * math.prod(w.shape[1:]) * 4  # bytes of weights one register tile reads
+    mode = "tile" if blocks == 1 or tile_weights <= 32 * 1024 else "row" if rows_first else "plane"
     if mode == "plane" and (plane_bytes > 32 * 1024 or red.shape[0] * red.shape[1] // cb < 2 * threads):
         mode = "row"
     outer = (on, oh, mo) if rows_first else (on, mo) if mode == "plane" else (on, mo, oh)
