@@ -107,13 +107,14 @@ def test_resnet_block_keeps_one_layout_region() -> None:
     assert set(halos.values()) == {1} and len(halos) >= 2, halos
 
 
-def test_haloed_values_survive_save_and_load(tmp_path) -> None:
+@pytest.mark.parametrize("target", ["llvm", "c"])
+def test_haloed_values_survive_save_and_load(tmp_path, target: str) -> None:
     inits = {f"w{i}": _rand(16, 16, 3, 3, seed=i) * 0.3 for i in range(3)}
     nodes = [conv("c0", "x", "w0", "a", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
              conv("c1", "b", "w1", "c", pads=[1, 1, 1, 1]), helper.make_node("Add", ["c", "b"], ["d"]),
              conv("c2", "d", "w2", "y", pads=[2, 2, 2, 2], dilations=[2, 2])]
     model = _model(nodes, (1, 16, 8, 8), inits)
-    mod = _check(model, (1, 16, 8, 8))
+    mod = _check(model, (1, 16, 8, 8), target)
     assert sorted(v.get("halo", 0) for v in mod.spec["values"].values() if v.get("halo")) == [1, 2]
     x = _rand(1, 16, 8, 8, seed=3)
     want = mod.run({"x": x})[0]
