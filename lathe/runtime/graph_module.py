@@ -265,12 +265,6 @@ def _arena(sizes: list) -> list:
     return [whole[o:o + n] for o, n in zip(offsets, sizes)]
 
 
-def _aligned_copy(arr: np.ndarray) -> np.ndarray:
-    out = _aligned_empty(arr.shape, arr.dtype)
-    out[...] = arr
-    return out
-
-
 def _sha256(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
