@@ -118,3 +118,74 @@ def test_long_elementwise_chain_compiles_and_computes():
     assert mod.stats["kernels"] == -(-n // MAX_FUSED_NODES)
     x = np.linspace(-1, 1, 8, dtype=np.float32)
     np.testing.assert_allclose(mod(x), x + 0.5 * n, rtol=1e-5)
+
+
+# Regression tests for what tests/fuzz_models.py found: one per bug class.
+
+def _typed_model(nodes, dtype, shape=(6,), inputs="ab", inits=(), opset=17):
+    ins = [helper.make_tensor_value_info(n, dtype, list(shape)) for n in inputs]
+    g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("y", dtype, None)], list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("elem_type", [TensorProto.INT4, TensorProto.UINT16, TensorProto.STRING,
+                                       TensorProto.FLOAT8E5M2, 0, 99])
+def test_unsupported_element_types_are_model_errors(elem_type):
+    """An input or initializer of a type lathe does not compute with (a mutated data_type) raised ValueError."""
+    with pytest.raises(lathe.ModelError, match="element type"):
+        lathe.compile(_typed_model([helper.make_node("Neg", ["a"], ["y"])], elem_type, inputs="a"))
+    w = onnx.TensorProto(name="w", data_type=elem_type, dims=[6], raw_data=bytes(6))
+    with pytest.raises(lathe.ModelError, match="initializer 'w'.*element type"):
+        lathe.compile(_typed_model([helper.make_node("Add", ["a", "w"], ["y"])], TensorProto.FLOAT, inputs="a",
+                                   inits=[w]))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "int64"])
+def test_integer_division_by_zero_and_min_over_minus_one_do_not_trap(dtype):
+    """x/0 and MIN/-1 raised SIGFPE in the compiled kernel; now x/0 is 0 (as NumPy) and MIN/-1 wraps to MIN.
+    uint8 division also divided as signed (249 // 2 gave 252)."""
+    info = np.iinfo(dtype)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    mod = lathe.compile(_typed_model([helper.make_node("Div", ["a", "b"], ["y"])], elem, shape=(8,)))
+    neg = -1 if info.min < 0 else 1
+    a = np.array([7, -7 if info.min < 0 else 249, info.min, 5, info.max, 9, 0, info.max], dtype)
+    b = np.array([0, 2, neg, 3, 0, -2 if info.min < 0 else 254, 0, neg], dtype)
+    def trunc_div(x: int, y: int) -> int:  # in Python ints, wrapped to the dtype's range as the CPU does
+        q = 0 if y == 0 else abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)
+        return (q - info.min) % (1 << info.bits) + info.min
+
+    expected = np.array([trunc_div(int(x), int(y)) for x, y in zip(a, b)], dtype)
+    np.testing.assert_array_equal(mod(a, b), expected)
+
+
+@pytest.mark.parametrize("op,attr,value", [("Concat", "axis", float("inf")), ("Flatten", "axis", [1, 2]),
+                                           ("Softmax", "axis", "x"), ("Gemm", "transB", 0.5)])
+def test_attribute_of_the_wrong_type_names_node_and_attribute(op, attr, value):
+    """axis=inf raised OverflowError from int(); each scalar attribute is checked against its compute's signature."""
+    inputs = ["x", "w"] if op == "Gemm" else ["x"]
+    m = model([helper.make_node(op, inputs, ["y"], name="bad", **{attr: value})], inputs=(("x", (2, 3)),),
+              inits=[("w", np.ones((3, 3), np.float32))] if op == "Gemm" else ())
+    with pytest.raises(lathe.ModelError, match=f"bad \\({op}\\): attribute {attr} must be"):
+        lathe.compile(m)
+
+
+def test_shape_node_with_bad_attributes_or_no_output():
+    """Shape(start=[0]) raised TypeError and a Shape without outputs IndexError while folding."""
+    m = model([helper.make_node("Shape", ["x"], ["s"], start=[0]), helper.make_node("Cast", ["s"], ["y"], to=1)])
+    with pytest.raises(lathe.ModelError, match="Shape.*start and end must be ints"):
+        lathe.compile(m)
+    m = model([helper.make_node("Shape", ["x"], [], name="sh"), helper.make_node("Relu", ["x"], ["y"])])
+    with pytest.raises(lathe.ModelError, match="sh \\(Shape\\) must have exactly one output"):
+        lathe.compile(m)
+
+
+def test_buffers_that_cannot_be_allocated_are_a_model_error(monkeypatch):
+    """A model whose activations exceed the process's memory raised a bare MemoryError when its buffers were made."""
+    from lathe.runtime import graph_module
+
+    def refuse(shape, dtype):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(graph_module, "_aligned_empty", refuse)
+    with pytest.raises(lathe.ModelError, match="buffers need about .* bytes"):
+        lathe.compile(good())

@@ -98,11 +98,18 @@ def _itemsize(elem_type: int) -> int:
 
 
 def np_dtype(elem_type: int) -> str:
+    """The NumPy name of an ONNX element type that lathe computes with, or a ModelError."""
+    from lathe.expr import SCALAR_DTYPES
+
     onnx = _onnx()
     try:
-        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+        name = str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
     except (KeyError, TypeError, ValueError):
-        raise ModelError(f"ONNX element type {elem_type} is not supported") from None
+        name = None
+    if name not in SCALAR_DTYPES:
+        raise ModelError(f"ONNX element type {elem_type} ({name or 'unknown'}) is not supported; "
+                         f"lathe computes with {', '.join(SCALAR_DTYPES)}")
+    return name
 
 
 def _attr_value(a, op: str):
@@ -231,6 +238,10 @@ class _Importer:
                                    "initializer_bytes")
         for init in g.initializer:
             try:
+                np_dtype(init.data_type)
+            except ModelError as err:
+                raise ModelError(f"initializer {init.name!r}: {err}") from None
+            try:
                 arr = _initializer_array(init, self.base_dir)
             except ModelError:
                 raise
@@ -330,6 +341,8 @@ class _Importer:
         return sum(int(np.prod(t.shape, dtype=np.int64)) for t in results) <= MAX_FOLD_ELEMENTS
 
     def _fold_here(self, raw: Node, attrs: dict) -> None:
+        if len(raw.outputs) != 1 or not raw.outputs[0]:
+            raise ModelError(f"node {raw.name} ({raw.op}) must have exactly one output, has {list(raw.outputs)}")
         if raw.op == "Constant":
             if len(attrs) != 1:
                 raise ModelError(f"node {raw.name} (Constant) needs exactly one value attribute, got {sorted(attrs)}")
@@ -345,9 +358,29 @@ class _Importer:
                 arr = np.asarray(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
             else:
                 start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+                if not all(isinstance(v, int) for v in (start, end)):
+                    raise ModelError(f"node {raw.name} (Shape): start and end must be ints, got {start!r}, {end!r}")
                 arr = np.asarray(shape[slice(start, end)], dtype=np.int64)
         name = raw.outputs[0]
         self.values[name] = Value(name, tuple(arr.shape), str(arr.dtype), np.ascontiguousarray(arr))
+
+
+def _check_attr_types(node: Node, ops: dict) -> None:
+    """Scalar attributes have the type the compute's signature declares (an `axis` of inf or [1, 2] is refused)."""
+    import inspect
+
+    params = inspect.signature(ops[node.op].compute).parameters
+    for name, v in node.attrs.items():
+        ann = params[name].annotation if name in params else None
+        if not isinstance(ann, str):  # lists and tensors are checked by the compute itself
+            continue
+        kinds = {k.strip() for k in ann.split("|")}
+        is_int = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        ok = ((v is None and "None" in kinds) or ("int" in kinds and is_int) or ("str" in kinds and isinstance(v, str))
+              or ("float" in kinds and (is_int or isinstance(v, (float, np.floating)))))
+        if not ok:
+            raise ModelError(f"node {node.name} ({node.op}): attribute {name} must be {ann.replace(' | None', '')}, "
+                             f"got {type(v).__name__} {str(v)[:80]}")
 
 
 def build_op(node: Node, inputs: list, ops: dict, opset: int | None = None) -> tuple:
@@ -355,9 +388,10 @@ def build_op(node: Node, inputs: list, ops: dict, opset: int | None = None) -> t
     from lathe import te
     from lathe.ops.registry import call
 
-    phs = [te.placeholder(shape, dtype, name=f"in{k}") for k, (shape, dtype) in enumerate(inputs)]
+    _check_attr_types(node, ops)
     shapes = ", ".join(f"{dt}{list(sh)}" for sh, dt in inputs)
     try:
+        phs = [te.placeholder(shape, dtype, name=f"in{k}") for k, (shape, dtype) in enumerate(inputs)]
         outs = call(node.op, phs, node.attrs, len(node.outputs), opset)
     except LatheError as err:
         raise ModelError(f"node {node.name} ({node.op}) with inputs ({shapes}): {err}") from None

@@ -35,6 +35,15 @@ class GraphModule:
         self.spec, self.source, self._lib = spec, source, lib
         self.target = spec["target"]
         self.stats: dict = {}
+        try:
+            self._allocate(spec, params, kernels)
+        except MemoryError:
+            need = sum(spec["slots"]) + sum(a.nbytes for a in params.values())
+            raise ModelError(f"the model's buffers need about {need:,} bytes (plus inputs and outputs), "
+                             "more memory than this process can allocate") from None
+        self._input_names = [i["name"] for i in spec["inputs"]]
+
+    def _allocate(self, spec: dict, params: dict, kernels: dict) -> None:
         bufs: dict = {name: _aligned_copy(arr) for name, arr in params.items()}
         self._params = {name: bufs[name] for name in params}  # the kernels' aligned copies, held once
         arenas = [_aligned_empty((max(n, 1),), "uint8") for n in spec["slots"]]
@@ -50,7 +59,6 @@ class GraphModule:
         for st in spec["steps"]:
             fn = kernels[st["kernel"]]
             self._steps.append((fn, tuple(bufs[a].ctypes.data for a in st["args"])))
-        self._input_names = [i["name"] for i in spec["inputs"]]
 
     # ------------------------------------------------------------------ construction
     @staticmethod
