@@ -181,7 +181,11 @@ def _external_bytes(init, base_dir: str | None, want: int) -> bytes:
     if os.path.commonpath([root, path]) != root:
         raise ModelError(f"{what} leads outside the model's folder (through a link)")
     try:
-        st = os.stat(path)
+        fd = _open_beneath(root, os.path.relpath(path, root))
+    except OSError as err:  # ELOOP/ENOTDIR: a link was swapped in after the path was resolved
+        raise ModelError(f"{what} cannot be read: {err}") from None
+    try:
+        st = os.fstat(fd)  # every check on the file that is open, not on a name that may since point elsewhere
         if not stat.S_ISREG(st.st_mode):
             raise ModelError(f"{what} is not a regular file")
         if st.st_nlink > 1:
@@ -192,13 +196,38 @@ def _external_bytes(init, base_dir: str | None, want: int) -> bytes:
             raise ModelError(f"{what}: offset {offset} and length {length} lie beyond the file's {st.st_size} bytes")
         if length != want:  # checked before reading: the file may be far larger than the tensor
             raise ModelError(f"{what}: {length} bytes there, the initializer's shape and dtype need {want}")
-        with open(path, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
             fh.seek(offset)
             return fh.read(length)
     except OSError as err:
         raise ModelError(f"{what} cannot be read: {err}") from None
     except ValueError as err:
         raise ModelError(f"{what}: bad offset or length ({err})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _open_beneath(root: str, rel: str) -> int:
+    """A read-only descriptor for root/rel, opened one component at a time relative to the last with
+    O_NOFOLLOW: a symlink put in place of any component after the path was checked makes the open fail
+    instead of leading outside. O_NONBLOCK: a FIFO must not block the open (fstat then refuses it)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if not nofollow or os.open not in os.supports_dir_fd:  # Windows: no dir_fd opens; the realpath check stands
+        return os.open(os.path.join(root, rel), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    parts = [p for p in rel.split(os.sep) if p not in ("", ".")]
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for k, part in enumerate(parts):
+            last = k == len(parts) - 1
+            nxt = os.open(part, os.O_RDONLY | nofollow | (os.O_NONBLOCK if last else os.O_DIRECTORY), dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _initializer_array(init, base_dir: str | None) -> np.ndarray:
