@@ -420,10 +420,13 @@ def _worker(conn) -> None:
 
 
 class Pool:
-    """Long-lived forked workers; each case gets DEADLINE_S, a hung or dead worker is replaced."""
+    """Long-lived worker processes; each case gets DEADLINE_S, a hung or dead worker is replaced."""
 
     def __init__(self, jobs: int):
-        self.ctx = mp.get_context("fork")
+        # not plain fork: a parent that has run OpenMP kernels (pytest) leaves libgomp's pool locked in a forked
+        # child, so parallel kernels there hang. The fork server is a fresh process that has only imported lathe.
+        self.ctx = mp.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["lathe", "lathe.ops", "numpy"])
         self.workers = [self._start() for _ in range(jobs)]
         self.peak_rss = 0
 
@@ -495,8 +498,6 @@ class Pool:
 def fuzz(count: int, seed: int = 0, jobs: int = 2, save: str | None = None, full_zoo: bool = False,
          verbose: bool = False) -> dict:
     """Run `count` cases; returns {"outcomes": Counter, "errors": Counter, "findings": [...], "seconds": s}."""
-    import lathe  # noqa: F401 - imported before forking, so each worker starts warm
-
     seed_list = seeds(full_zoo)
     outcomes, errors, findings = collections.Counter(), collections.Counter(), []
     t0 = time.time()

@@ -161,21 +161,21 @@ def test_integer_division_by_zero_and_min_over_minus_one_do_not_trap(dtype):
 @pytest.mark.parametrize("op,attr,value", [("Concat", "axis", float("inf")), ("Flatten", "axis", [1, 2]),
                                            ("Softmax", "axis", "x"), ("Gemm", "transB", 0.5)])
 def test_attribute_of_the_wrong_type_names_node_and_attribute(op, attr, value):
-    """axis=inf raised OverflowError from int(); each scalar attribute is checked against its compute's signature."""
+    """axis=inf raised OverflowError from int(); attribute types are checked against ONNX's schema for the opset."""
     inputs = ["x", "w"] if op == "Gemm" else ["x"]
     m = model([helper.make_node(op, inputs, ["y"], name="bad", **{attr: value})], inputs=(("x", (2, 3)),),
               inits=[("w", np.ones((3, 3), np.float32))] if op == "Gemm" else ())
-    with pytest.raises(lathe.ModelError, match=f"bad \\({op}\\): attribute {attr} must be"):
+    with pytest.raises(lathe.ModelError, match=f"bad \\({op}, ONNX {op}-\\d+\\): attribute {attr} must be [A-Z]+, got"):
         lathe.compile(m)
 
 
 def test_shape_node_with_bad_attributes_or_no_output():
     """Shape(start=[0]) raised TypeError and a Shape without outputs IndexError while folding."""
     m = model([helper.make_node("Shape", ["x"], ["s"], start=[0]), helper.make_node("Cast", ["s"], ["y"], to=1)])
-    with pytest.raises(lathe.ModelError, match="Shape.*start and end must be ints"):
+    with pytest.raises(lathe.ModelError, match="Shape.*attribute start must be INT, got INTS"):
         lathe.compile(m)
     m = model([helper.make_node("Shape", ["x"], [], name="sh"), helper.make_node("Relu", ["x"], ["y"])])
-    with pytest.raises(lathe.ModelError, match="sh \\(Shape\\) must have exactly one output"):
+    with pytest.raises(lathe.ModelError, match="sh \\(Shape, ONNX Shape-15\\) takes 1 outputs"):
         lathe.compile(m)
 
 
@@ -189,3 +189,35 @@ def test_buffers_that_cannot_be_allocated_are_a_model_error(monkeypatch):
     monkeypatch.setattr(graph_module, "_aligned_empty", refuse)
     with pytest.raises(lathe.ModelError, match="buffers need about .* bytes"):
         lathe.compile(good())
+
+
+@pytest.mark.parametrize("node,match", [
+    (helper.make_node("Sub", ["x"], ["y"], name="n"), "n \\(Sub, ONNX Sub-14\\) takes 2 inputs"),
+    (helper.make_node("MaxPool", [], ["y"], name="n", kernel_shape=[1]), "takes 1 inputs .*got \\[\\]"),
+    (helper.make_node("Mul", ["x", "x", "x"], ["y"], name="n"), "takes 2 inputs"),
+    (helper.make_node("Neg", ["x"], ["y", "z"], name="n"), "takes 1 outputs"),
+    (helper.make_node("Relu", ["x"], ["y"], name="n", axis=1), "n \\(Relu, ONNX Relu-14\\) has no attribute 'axis'"),
+    (helper.make_node("Concat", ["x", "x"], ["y"], name="n"), "required attribute\\(s\\) axis missing"),
+    (helper.make_node("LeakyRelu", ["x"], ["y"], name="n", alpha=[1.0, 2.0]), "alpha must be FLOAT, got FLOATS"),
+])
+def test_node_arity_and_attributes_follow_the_onnx_schema(node, match):
+    """Wrong input/output counts and unknown, missing or mistyped attributes raised IndexError, TypeError
+    ('unexpected keyword argument') or ValueError from inside a compute; now one error naming node, op and schema."""
+    with pytest.raises(lathe.ModelError, match=match):
+        lathe.compile(model([node], inputs=(("x", (2, 3)),)))
+
+
+def test_opset_below_one_is_refused():
+    with pytest.raises(lathe.ModelError, match="opset versions start at 1"):
+        lathe.compile(model([helper.make_node("Relu", ["x"], ["y"])], opset=-1))
+
+
+def test_input_types_follow_the_onnx_schema():
+    """Mixed float32/int64 operands and Exp of an int64 raised TypeError from the tensor expression's checks."""
+    m = model([helper.make_node("Mul", ["x", "k"], ["y"], name="n")], inits=[("k", np.ones(3, np.int64))])
+    with pytest.raises(lathe.ModelError, match="n \\(Mul, ONNX Mul-14\\): inputs 'x' \\(float32\\) and 'k' \\(int64\\) "
+                                               "must have the same type"):
+        lathe.compile(m)
+    m = model([helper.make_node("Exp", ["k"], ["y"], name="n")], inits=[("k", np.ones(3, np.int64))])
+    with pytest.raises(lathe.ModelError, match="input 0 \\('k'\\) is int64; it must be one of .*float"):
+        lathe.compile(m)
