@@ -120,6 +120,19 @@ def mutate_attribute(m, r: random.Random) -> None:
     nodes = list(m.graph.node)
     n = r.choice(nodes)
     attrs = list(n.attribute)
+    if attrs and r.random() < 0.6:  # a hostile value of the declared type: gets past the schema into the op
+        a = r.choice(attrs)
+        if a.type == AttributeProto.INT:
+            a.i = _int(r)
+        elif a.type == AttributeProto.INTS:
+            del a.ints[:]
+            a.ints.extend(_ints(r) if r.random() < 0.5 else [_int(r) if r.random() < 0.3 else v for v in
+                                                            helper.get_attribute_value(a) or [1, 1]])
+        elif a.type == AttributeProto.FLOAT:
+            a.f = r.choice(FLOATS)
+        elif a.type == AttributeProto.STRING:
+            a.s = r.choice([b"", b"NOTSET", b"SAME_LOWER", b"VALID", b"nearest", b"cubic", b"bogus", b"\xff"])
+        return
     if attrs and r.random() < 0.7:
         a = r.choice(attrs)
         name = a.name

@@ -221,3 +221,18 @@ def test_input_types_follow_the_onnx_schema():
     m = model([helper.make_node("Exp", ["k"], ["y"], name="n")], inits=[("k", np.ones(3, np.int64))])
     with pytest.raises(lathe.ModelError, match="input 0 \\('k'\\) is int64; it must be one of .*float"):
         lathe.compile(m)
+
+
+def test_split_into_more_parts_than_elements_is_refused_fast():
+    """Split(num_outputs=2**31-1) on 6 elements built two billion output expressions (a hang)."""
+    import time
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("a", "b", "c")]
+    for n in (2**31 - 1, 7, 0):
+        g = helper.make_graph([helper.make_node("Split", ["x"], ["a", "b", "c"], name="s", num_outputs=n)], "g",
+                              [x], outs)
+        t0 = time.perf_counter()
+        with pytest.raises(lathe.ModelError, match=f"s \\(Split\\).*num_outputs={n} must be between 1 and dim 0"):
+            lathe.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+        assert time.perf_counter() - t0 < 5

@@ -254,8 +254,8 @@ def split(inputs: list[te.Tensor], axis: int = 0, split=None, num_outputs: int =
             raise ShapeError(f"Split: split sizes {sizes} do not add up to dim {axis} of input {x.shape} ({dim})")
     else:
         n = int(num_outputs)
-        if n < 1:
-            raise ShapeError(f"Split: num_outputs={n} must be positive")
+        if not 1 <= n <= max(dim, 1):  # more parts than elements: empty outputs, and 2**31 of them hung the import
+            raise ShapeError(f"Split: num_outputs={n} must be between 1 and dim {axis} of input {x.shape} ({dim})")
         part = -(-dim // n)
         sizes = [min(part, max(0, dim - k * part)) for k in range(n)]
     outs, start = [], 0
