@@ -512,12 +512,14 @@ def fuzz(count: int, seed: int = 0, jobs: int = 2, save: str | None = None, full
          verbose: bool = False) -> dict:
     """Run `count` cases; returns {"outcomes": Counter, "errors": Counter, "findings": [...], "seconds": s}."""
     seed_list = seeds(full_zoo)
-    outcomes, errors, findings = collections.Counter(), collections.Counter(), []
+    outcomes, errors, findings, by_seed = collections.Counter(), collections.Counter(), [], {}
     t0 = time.time()
 
     def on_result(case, outcome, detail, elapsed):
         index, name, data = case
         outcomes[outcome] += 1
+        family = name.split("/")[0] if name.startswith("zoo_") else "node tests"
+        by_seed.setdefault(family, collections.Counter())[outcome] += 1
         if outcome == "lathe":
             errors[detail] += 1
         if outcome in BAD:
@@ -538,7 +540,7 @@ def fuzz(count: int, seed: int = 0, jobs: int = 2, save: str | None = None, full
     finally:
         pool.close()
     return {"outcomes": outcomes, "errors": errors, "findings": findings, "seconds": time.time() - t0,
-            "seeds": len(seed_list), "peak_rss": pool.peak_rss}
+            "seeds": len(seed_list), "peak_rss": pool.peak_rss, "by_seed": by_seed}
 
 
 def summary(result: dict) -> str:
@@ -547,7 +549,9 @@ def summary(result: dict) -> str:
              f"ok {o['ok']} (+{o['big']} compiled but too big to run), lathe errors {o['lathe']}, "
              + ", ".join(f"{b} {o[b]}" for b in BAD)
              + f"; peak worker RSS {result['peak_rss'] / 2**20:.0f} MiB",
-             "lathe errors by class: " + ", ".join(f"{k} {v}" for k, v in result["errors"].most_common())]
+             "lathe errors by class: " + ", ".join(f"{k} {v}" for k, v in result["errors"].most_common()),
+             "by seed: " + "; ".join(f"{k} {sum(c.values())} ({', '.join(f'{o} {n}' for o, n in c.most_common())})"
+                                     for k, c in sorted(result["by_seed"].items()))]
     return "\n".join(lines)
 
 
