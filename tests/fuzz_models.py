@@ -187,8 +187,8 @@ def mutate_dims(m, r: random.Random) -> None:
             d.dim_param = "N"
         else:
             d.dim_value = r.choice(DIMS)
-    elif choice < 0.7 and shape.dim:
-        del shape.dim[r.randrange(len(shape.dim))]
+    elif choice < 0.7 and shape.dim:  # one dim fewer, or a scalar
+        del shape.dim[r.randrange(len(shape.dim)) if r.random() < 0.7 else slice(None)]
     elif choice < 0.85:
         for _ in range(r.choice([1, 1, 2, 20])):
             shape.dim.add().dim_value = r.choice(DIMS[1:6])
@@ -485,6 +485,8 @@ class Pool:
                     try:
                         outcome, detail, rss = w["conn"].recv()
                         self.peak_rss = max(self.peak_rss, rss)
+                        if elapsed > DEADLINE_S:  # finished, but late
+                            outcome, detail = "hang", f"finished after {elapsed:.1f} s ({outcome} {detail})"
                     except (EOFError, OSError):
                         w["proc"].join(1)
                         code = w["proc"].exitcode
@@ -512,11 +514,12 @@ def fuzz(count: int, seed: int = 0, jobs: int = 2, save: str | None = None, full
          verbose: bool = False) -> dict:
     """Run `count` cases; returns {"outcomes": Counter, "errors": Counter, "findings": [...], "seconds": s}."""
     seed_list = seeds(full_zoo)
-    outcomes, errors, findings, by_seed = collections.Counter(), collections.Counter(), [], {}
+    outcomes, errors, findings, by_seed, slowest = collections.Counter(), collections.Counter(), [], {}, [0.0]
     t0 = time.time()
 
     def on_result(case, outcome, detail, elapsed):
         index, name, data = case
+        slowest[0] = max(slowest[0], elapsed)
         outcomes[outcome] += 1
         family = name.split("/")[0] if name.startswith("zoo_") else "node tests"
         by_seed.setdefault(family, collections.Counter())[outcome] += 1
@@ -540,7 +543,7 @@ def fuzz(count: int, seed: int = 0, jobs: int = 2, save: str | None = None, full
     finally:
         pool.close()
     return {"outcomes": outcomes, "errors": errors, "findings": findings, "seconds": time.time() - t0,
-            "seeds": len(seed_list), "peak_rss": pool.peak_rss, "by_seed": by_seed}
+            "seeds": len(seed_list), "peak_rss": pool.peak_rss, "by_seed": by_seed, "slowest": slowest[0]}
 
 
 def summary(result: dict) -> str:
@@ -548,7 +551,7 @@ def summary(result: dict) -> str:
     lines = [f"fuzzed models: {sum(o.values())} from {result['seeds']} seeds in {result['seconds']:.0f} s: "
              f"ok {o['ok']} (+{o['big']} compiled but too big to run), lathe errors {o['lathe']}, "
              + ", ".join(f"{b} {o[b]}" for b in BAD)
-             + f"; peak worker RSS {result['peak_rss'] / 2**20:.0f} MiB",
+             + f"; peak worker RSS {result['peak_rss'] / 2**20:.0f} MiB; slowest case {result['slowest']:.1f} s",
              "lathe errors by class: " + ", ".join(f"{k} {v}" for k, v in result["errors"].most_common()),
              "by seed: " + "; ".join(f"{k} {sum(c.values())} ({', '.join(f'{o} {n}' for o, n in c.most_common())})"
                                      for k, c in sorted(result["by_seed"].items()))]

@@ -236,3 +236,20 @@ def test_split_into_more_parts_than_elements_is_refused_fast():
         with pytest.raises(lathe.ModelError, match=f"s \\(Split\\).*num_outputs={n} must be between 1 and dim 0"):
             lathe.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
         assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"])
+def test_reductions_of_a_scalar(op):
+    """A rank-0 input reduced over all (no) axes built a reduction without reduce axes: StopIteration in lowering."""
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", 1, [])],
+                          [helper.make_tensor_value_info("y", 1, None)])
+    x = np.array(-2.5, np.float32)
+    np.testing.assert_array_equal(lathe.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))(x),
+                                  x)
+
+
+def test_global_average_pool_of_no_elements_is_nan():
+    """A zero-sized spatial extent raised ZeroDivisionError at import; NaN, as ReduceMean and NumPy's mean give."""
+    m = model([helper.make_node("GlobalAveragePool", ["w"], ["y"])], inputs=(("x", (1,)),),
+              inits=[("w", np.ones((1, 2, 0), np.float32))])
+    assert np.isnan(lathe.compile(m)(np.ones(1, np.float32))).all()

@@ -424,7 +424,8 @@ def _global_pool(op: str, x: te.Tensor, kind: str) -> te.Tensor:
     out = te.compute(shape, lambda *i: red(x[(i[0], i[1], *rk)], axis=rk), name=f"global_{kind}pool", tag="pool")
     if kind == "max":
         return out
-    inv = 1.0 / math.prod(x.shape[2:])
+    n = math.prod(x.shape[2:])
+    inv = 1.0 / n if n else float("nan")  # the mean of no elements, as ReduceMean and NumPy give it
     return te.compute(shape, lambda *i: out[i] * inv, name="global_avgpool_div", tag="pool_avg")
 
 
