@@ -76,14 +76,21 @@ def _mlp() -> bytes:
 
 
 def seeds(full_zoo: bool = False) -> list[tuple[str, bytes]]:
-    """(name, serialized model): the node tests lathe's operator set covers, and small CNNs."""
+    """(name, serialized model): the node tests lathe's operator set covers (inputs lathe needs at compile
+    time made initializers from the test's data), and small CNNs."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from conformance import select_tests
+    from conformance import compile_time_inputs, load_case, select_tests
+    from onnx import numpy_helper
 
     out = []
     for d in select_tests():
-        with open(os.path.join(d, "model.onnx"), "rb") as fh:
-            out.append((os.path.basename(d), fh.read()))
+        model, feed, _ = load_case(d)
+        frozen = compile_time_inputs(model) & set(feed)  # Reshape's shape, Slice's starts, ...: as lathe needs them
+        for name in frozen:
+            vi = next(vi for vi in model.graph.input if vi.name == name)
+            model.graph.input.remove(vi)
+            model.graph.initializer.append(numpy_helper.from_array(feed[name], name))
+        out.append((os.path.basename(d), model.SerializeToString()))
     out += [("zoo_small_cnn", _small_cnn(0)), ("zoo_small_cnn2", _small_cnn(1, blocks=2)), ("zoo_mlp", _mlp())]
     if full_zoo:
         from lathe.zoo.resnet import resnet18

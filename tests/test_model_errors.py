@@ -253,3 +253,37 @@ def test_global_average_pool_of_no_elements_is_nan():
     m = model([helper.make_node("GlobalAveragePool", ["w"], ["y"])], inputs=(("x", (1,)),),
               inits=[("w", np.ones((1, 2, 0), np.float32))])
     assert np.isnan(lathe.compile(m)(np.ones(1, np.float32))).all()
+
+
+def test_cubic_resize_of_four_axes_matches_the_onnx_reference():
+    """256 taps per output (cubic on 4 axes) were summed left-deep: RecursionError in lowering. Now a balanced sum.
+    (ONNX Runtime does cubic on two axes only, so the reference is onnx's own evaluator.)"""
+    from onnx.reference import ReferenceEvaluator
+
+    m = model([helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="cubic")], inputs=(("x", (2, 3, 4, 4)),),
+              inits=[("sizes", np.array([3, 2, 3, 5], np.int64))], opset=18)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    np.testing.assert_allclose(lathe.compile(m)(x), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("scales,match", [([1, 1, 1e-6, 1e-6], "antialias at scale 1e-06 reads"),
+                                          ([1, 1, float("nan"), 1], "must be positive and finite")])
+def test_resize_scales_that_would_build_millions_of_taps_are_refused(scales, match):
+    m = model([helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear", antialias=1)],
+              inputs=(("x", (1, 1, 4, 4)),), inits=[("scales", np.array(scales, np.float32))], opset=18)
+    with pytest.raises(lathe.ModelError, match=match):
+        lathe.compile(m)
+
+
+def test_window_strides_beyond_int32_are_refused():
+    """ConvTranspose with strides 2**62 compiled, then its bounds check wrapped and the kernel read far outside
+    its input (SIGSEGV); Conv's and the pools' strides, dilations and padded extents are capped the same way."""
+    w = np.ones((1, 1, 2, 2), np.float32)
+    for op, attrs, match in [("ConvTranspose", {"strides": [2**62, 2**62]}, "strides=.* must lie in 1..2147483647"),
+                             ("ConvTranspose", {"strides": [2**30, 2**30]}, "exceed 2147483647"),
+                             ("Conv", {"pads": [2**62, 0, 2**62, 0]}, "padded input extents .* exceed 2147483647")]:
+        m = model([helper.make_node(op, ["x", "w"], ["y"], name="n", **attrs)], inputs=(("x", (1, 1, 3, 3)),),
+                  inits=[("w", w)])
+        with pytest.raises(lathe.ModelError, match=f"n \\({op}\\).*{match}"):
+            lathe.compile(m)
