@@ -287,3 +287,13 @@ def test_window_strides_beyond_int32_are_refused():
                   inits=[("w", w)])
         with pytest.raises(lathe.ModelError, match=f"n \\({op}\\).*{match}"):
             lathe.compile(m)
+
+
+@pytest.mark.parametrize("where", ["node", "input"])
+def test_names_that_are_not_utf8_are_model_errors(where):
+    """A byte flip made a node name invalid UTF-8; protobuf returned it as bytes and ', '.join raised TypeError."""
+    m = model([helper.make_node("Relu", ["x"], ["y"], name="QQQQ")]) if where == "node" else \
+        model([helper.make_node("Relu", ["QQQQ"], ["y"])], inputs=(("QQQQ", (2, 3)),))
+    data = m.SerializeToString().replace(b"QQQQ", b"\xff\xfe\xfd\xfc")
+    with pytest.raises(lathe.ModelError, match="not valid UTF-8"):
+        lathe.compile(data)

@@ -87,7 +87,21 @@ def parse(model, limits: Limits | None = None) -> object:
         raise ModelError(f"{where} is not a valid ONNX model (protobuf could not parse it: {err})") from None
     if not proto.HasField("graph") or not proto.graph.node:
         raise ModelError(f"{where} holds no ONNX graph (empty or not an ONNX file)")
+    _check_names(proto.graph, where)
     return proto
+
+
+def _check_names(g, where: str) -> None:
+    """Protobuf hands back a string field that is not valid UTF-8 as bytes; every name must be text."""
+    for k, n in enumerate(g.node):
+        names = [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+        if not all(isinstance(v, str) for v in names):
+            raise ModelError(f"{where}: node #{k} has a name, op type, input, output or attribute name that is "
+                             f"not valid UTF-8: {[v for v in names if not isinstance(v, str)][0]!r:.80}")
+    for field in ("input", "output", "initializer", "value_info"):
+        bad = [v.name for v in getattr(g, field) if not isinstance(v.name, str)]
+        if bad:
+            raise ModelError(f"{where}: a graph {field} name is not valid UTF-8: {bad[0]!r:.80}")
 
 
 def _itemsize(elem_type: int) -> int:
