@@ -87,11 +87,10 @@ def parse(model, limits: Limits | None = None) -> object:
         raise ModelError(f"{where} is not a valid ONNX model (protobuf could not parse it: {err})") from None
     if not proto.HasField("graph") or not proto.graph.node:
         raise ModelError(f"{where} holds no ONNX graph (empty or not an ONNX file)")
-    _check_names(proto.graph, where)
     return proto
 
 
-def _check_names(g, where: str) -> None:
+def _check_names(g, where: str = "the model") -> None:
     """Protobuf hands back a string field that is not valid UTF-8 as bytes; every name must be text."""
     for k, n in enumerate(g.node):
         names = [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
@@ -278,6 +277,7 @@ class _Importer:
             raise ModelError(f"the model imports ONNX opset {self.opset}; opset versions start at 1")
         if len(g.node) > lim.nodes:
             raise lim.exceeded(f"the graph has {len(g.node):,} nodes", "nodes")
+        _check_names(g)
         claimed = 0
         for init in g.initializer:
             claimed += lim.check_shape(f"initializer {init.name!r}", tuple(init.dims)) * _itemsize(init.data_type)
