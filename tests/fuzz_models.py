@@ -7,7 +7,8 @@ one seed with one to three mutations: byte edits of the serialized proto, or str
 of the ModelProto (attribute values, dims, initializers, node inputs/outputs, cycles, op types,
 domains, opset versions). Each runs in a long-lived worker process with RLIMIT_AS at 2 GiB and a
 10 s deadline; a worker that dies or hangs is replaced. Outcomes: ok, big (compiled, but its
-kernels' loop nests exceed RUN_BUDGET iterations, so it is not run), a lathe error (its class),
+kernels' loop nests exceed RUN_BUDGET iterations or its inputs and outputs half the memory limit,
+so it is not run), a lathe error (its class),
 and the bad ones: signal, hang, memory (MemoryError), foreign (any exception outside LatheError).
 """
 
@@ -364,7 +365,8 @@ def make_case(seed_list: list, seed: int, index: int) -> tuple[str, bytes]:
 
 # ---------------------------------------------------------------- workers
 
-RUN_BUDGET = 2e9  # loop iterations; a model that compiles but would compute longer than ~10 s is not run
+RUN_BUDGET = 2e9  # loop iterations; a model that compiles but would compute longer than ~10 s is not run,
+# nor one whose inputs and outputs (made here, then copied out) would take half the memory limit
 
 
 def loop_work(data: bytes) -> int:
@@ -396,15 +398,19 @@ def run_case(data: bytes) -> tuple:
     try:
         mod = lathe.compile(data, target="llvm")
         work = loop_work(data)
-        if work > RUN_BUDGET:
-            return "big", f"compiled; not run: {work:.2g} loop iterations"
+        io_bytes = sum(int(np.prod(io["shape"])) * np.dtype(io["dtype"]).itemsize
+                       for io in mod.spec["inputs"] + mod.spec["outputs"])
+        if work > RUN_BUDGET or 2 * io_bytes > MEMORY_LIMIT // 2:  # inputs made here, outputs copied out
+            return "big", f"compiled; not run: {work:.2g} loop iterations, {io_bytes:,} bytes of inputs and outputs"
         rng = np.random.default_rng(0)
         feed = {}
         for spec in mod.spec["inputs"]:
             dt = np.dtype(spec["dtype"])
-            feed[spec["name"]] = (rng.standard_normal(spec["shape"], np.float32).astype(dt, copy=False)
-                                  if dt.kind == "f" else rng.integers(-3 * (dt.kind == "i"), 2 if dt.kind == "b" else 4,
-                                                                  spec["shape"], dtype=dt))
+            if dt.kind == "f":
+                feed[spec["name"]] = rng.standard_normal(spec["shape"], np.float32).astype(dt, copy=False)
+            else:  # small ints, as indices would be; bools 0 and 1
+                low, high = (-3 if dt.kind == "i" else 0), (2 if dt.kind == "b" else 4)
+                feed[spec["name"]] = rng.integers(low, high, spec["shape"], dtype=dt)
         mod.run(feed)
         return "ok", ""
     except lathe.LatheError as err:
@@ -430,6 +436,7 @@ def _worker(conn) -> None:
     # reserve about 1 GiB of it, mostly untouched)
     limit = _vm_bytes() + MEMORY_LIMIT
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    np.seterr(all="ignore")  # NaN weights folded at import warn on every case; the outcome is what counts
     while True:
         try:
             data = conn.recv_bytes()

@@ -180,15 +180,28 @@ def test_shape_node_with_bad_attributes_or_no_output():
 
 
 def test_buffers_that_cannot_be_allocated_are_a_model_error(monkeypatch):
-    """A model whose activations exceed the process's memory raised a bare MemoryError when its buffers were made."""
+    """A model whose activations exceed the process's memory raised a bare MemoryError when its buffers were made,
+    or when its outputs were copied out after a run."""
     from lathe.runtime import graph_module
 
     def refuse(shape, dtype):
         raise MemoryError("no room")
 
+    mod = lathe.compile(good())
     monkeypatch.setattr(graph_module, "_aligned_empty", refuse)
     with pytest.raises(lathe.ModelError, match="buffers need about .* bytes"):
         lathe.compile(good())
+
+    class NoRoomToCopy:  # NumPy, except that copying an output out fails (a 768 MiB Pad output did, fuzzing)
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def array(self, *args, **kwargs):
+            raise MemoryError
+
+    monkeypatch.setattr(graph_module, "np", NoRoomToCopy())
+    with pytest.raises(lathe.ModelError, match="output 'y' \\(24 bytes\\) cannot be copied out"):
+        mod(np.zeros((2, 3), np.float32))
 
 
 @pytest.mark.parametrize("node,match", [

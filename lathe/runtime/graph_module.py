@@ -122,7 +122,12 @@ class GraphModule:
 
     def _output(self, name: str) -> np.ndarray:
         src = self._params.get(name)
-        return np.array(src if src is not None else self._bufs[name])
+        src = src if src is not None else self._bufs[name]
+        try:
+            return np.array(src)
+        except MemoryError:
+            raise ModelError(f"output {name!r} ({src.nbytes:,} bytes) cannot be copied out: "
+                             "more memory than this process can allocate") from None
 
     def __call__(self, *arrays):
         if len(arrays) != len(self._input_names):
