@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lathe-installed
 APT_PACKAGES := gcc libc6-dev libgomp1 python3-venv
 
-.PHONY: setup demo test bench lint loc clean
+.PHONY: setup demo test fuzz bench lint loc clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ demo: setup
 test: setup
 	$(PY) -m ruff check lathe tests bench examples
 	$(PY) -m pytest tests
+
+# nightly: 10,000 mutated models (full ResNet-18 included) in 2 worker processes (make test runs 500 of them in tests/test_fuzz.py)
+fuzz: setup
+	$(PY) -m tests.fuzz_models --count 10000 --jobs 2 --seed $${FUZZ_SEED:-0} --full-zoo --save build/fuzz-findings
 
 bench: setup
 	$(PY) bench/matmul.py

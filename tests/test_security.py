@@ -172,9 +172,21 @@ _AUDITING: list = []
 _HOOKED: list = []
 
 
+_WRITTEN: list = []  # (path, mode, flags) of every open for writing while auditing
+_SPAWNED: list = []  # argv of every subprocess while auditing
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
 def _audit(event: str, args: tuple) -> None:
-    if _AUDITING and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+    if not _AUDITING:
+        return
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
         _OPENED.append(os.fsdecode(args[0]))
+        mode, flags = args[1], args[2]
+        if (isinstance(mode, str) and set(mode) & set("wax+")) or (isinstance(flags, int) and flags & _WRITE_FLAGS):
+            _WRITTEN.append((os.fsdecode(args[0]), mode, flags))
+    elif event == "subprocess.Popen":
+        _SPAWNED.append([os.fsdecode(a) if isinstance(a, (str, bytes, os.PathLike)) else str(a) for a in args[1]])
 
 
 HOSTILE = ["/etc/passwd", "../secret.bin", "../../etc/passwd", "sub/../../secret.bin", "C:\\Windows\\win.ini",
@@ -236,7 +248,13 @@ def test_hostile_external_data_is_refused(tmp_path) -> None:
     finally:
         _AUDITING.clear()
     root = os.path.realpath(folder)
-    outside = [p for p in _OPENED if os.path.commonpath([root, os.path.realpath(p)]) != root]
+
+    def inside(p: str) -> bool:
+        if not os.path.isabs(p):  # os.open(name, dir_fd=d) reports only the name: lathe walks down from the
+            return os.sep not in p and p not in (".", "..")  # folder's descriptor one plain component at a time
+        return os.path.commonpath([root, os.path.realpath(p)]) == root
+
+    outside = [p for p in _OPENED if not inside(p)]
     print(f"\nhostile external-data locations refused: {refused} of {2 * len(HOSTILE)}; "
           f"files opened outside the model folder: {len(outside)}")
     assert refused == 2 * len(HOSTILE) == 40
@@ -333,3 +351,126 @@ def test_external_data_of_the_wrong_size_is_refused_before_reading(tmp_path) -> 
     path.write_bytes(_external_model("weights.bin").SerializeToString())
     with pytest.raises(lathe.ModelError, match="4000 bytes there.*need 16"):
         lathe.compile(str(path))
+
+
+# ---------------------------------------------------------------------------- names lathe writes
+
+def _named_model(name: str, role: str):
+    """A small model with `name` as its graph input, output, node or initializer name (the others plain)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inp, out, node, init = (name if role == r else d for r, d in
+                            (("input", "x"), ("output", "y"), ("node", "add"), ("initializer", "w")))
+    graph = helper.make_graph([helper.make_node("Add", [inp, init], ["a"], name=node),
+                               helper.make_node("Relu", ["a"], [out], name="relu")], "g",
+                              [helper.make_tensor_value_info(inp, onnx.TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, [4])],
+                              [numpy_helper.from_array(np.arange(4, dtype=np.float32), init)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+ARTIFACT_FILES = {"graph.json", "params.bin", "kernels.so", "manifest.json"}
+ROLES = ("input", "output", "node", "initializer")
+
+
+def test_hostile_tensor_names_write_nothing_outside_the_output_folder(tmp_path, monkeypatch) -> None:
+    """The 20 hostile external-data locations as input, output, node and initializer names: compiled and saved
+    (`mod.save`, `lathe compile -o`, `lathe run --output`), no file is opened for writing outside the output folder
+    or lathe's cache, no compiler is handed a path built from a name, and each folder holds exactly the artifact."""
+    import sys
+
+    import numpy as np
+
+    import lathe
+    from lathe import cli
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LATHE_CACHE_DIR", str(cache))
+    models = tmp_path / "models"
+    models.mkdir()
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED.append(True)
+    for k, name in enumerate(HOSTILE):  # written before auditing starts: only lathe's writes are recorded
+        for role in ROLES:
+            (models / f"{k}-{role}.onnx").write_bytes(_named_model(name, role).SerializeToString())
+    x = np.arange(4, dtype=np.float32) - 2
+    np.save(tmp_path / "x.npy", x)
+    saved = refused = 0
+    allowed = [tmp_path / "out"]
+    _WRITTEN.clear()
+    _SPAWNED.clear()
+    _AUDITING.append(True)
+    try:
+        for k, name in enumerate(HOSTILE):
+            for role in ROLES:
+                out = tmp_path / "out" / f"{k}-{role}"
+                path = models / f"{k}-{role}.onnx"
+                try:
+                    mod = lathe.compile(str(path), "llvm")
+                except lathe.ModelError:  # an empty name is not a valid tensor name: refused, nothing written
+                    refused += 1
+                    continue
+                np.testing.assert_array_equal(mod(x), np.maximum(2 * x + 2, 0))
+                mod.save(str(out / "api"))
+                assert cli.main(["compile", str(path), "-o", str(out / "cli")]) == 0
+                assert cli.main(["run", str(out / "cli"), "--input", f"{mod.input_names[0]}={tmp_path / 'x.npy'}",
+                                 "--output", str(out / "y.npy")]) == 0
+                np.testing.assert_array_equal(np.load(out / "y.npy"), np.maximum(2 * x + 2, 0))
+                for folder in (out / "api", out / "cli"):
+                    assert {p.name for p in folder.iterdir()} == ARTIFACT_FILES, f"{name!r} as {role}"
+                    np.testing.assert_array_equal(lathe.load(str(folder))(x), np.maximum(2 * x + 2, 0))
+                assert {p.name for p in out.iterdir()} == {"api", "cli", "y.npy"}
+                saved += 1
+    finally:
+        _AUDITING.clear()
+    roots = [os.path.realpath(p) for p in (*allowed, cache)]
+
+    def inside(p: str) -> bool:
+        return p == os.devnull or any(os.path.commonpath([r, os.path.realpath(p)]) == r for r in roots)
+
+    outside = [w for w in _WRITTEN if not inside(w[0])]
+    stray = [argv for argv in _SPAWNED for a in argv[1:] if a.startswith(("/", ".")) and not inside(a)]
+    print(f"\nhostile tensor names: {len(HOSTILE)} names x {len(ROLES)} roles; {saved} compiled, saved twice and "
+          f"run through the CLI, {refused} refused as invalid; {len(_WRITTEN)} opens for writing, "
+          f"{len(outside)} outside the output folders; {len(_SPAWNED)} subprocesses, {len(stray)} with outside paths")
+    assert saved + refused == len(HOSTILE) * len(ROLES) and saved >= len(ROLES) * (len(HOSTILE) - 1)
+    assert not outside, outside[:5]
+    assert not stray, stray[:5]
+
+
+def test_links_swapped_in_after_the_check_are_not_followed(tmp_path, monkeypatch) -> None:
+    """The check-then-open race: the location is resolved and checked, then a component is replaced by a link
+    before the open. Simulated by making realpath see no links; the component-wise O_NOFOLLOW open still
+    refuses each link, and a FIFO is refused without blocking the open."""
+    import signal
+
+    import numpy as np
+
+    import lathe
+    from lathe.frontend import onnx as frontend
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    (folder / "link_out.bin").symlink_to(secret)
+    (folder / "dirlink").symlink_to(tmp_path)
+    os.mkfifo(folder / "fifo.bin")
+    (folder / "weights.bin").write_bytes(np.ones(4, np.float32).tobytes())
+    monkeypatch.setattr(frontend.os.path, "realpath", os.path.abspath)  # the checks now see the pre-swap path
+    signal.alarm(20)  # a blocking FIFO open would hang the test
+    try:
+        for loc in ("link_out.bin", "dirlink/secret.bin", "fifo.bin"):
+            path = folder / f"{loc.replace('/', '_')}.onnx"
+            path.write_bytes(_external_model(loc).SerializeToString())
+            with pytest.raises(lathe.ModelError, match="cannot be read|not a regular file"):
+                frontend.load_onnx(str(path))
+        ok = folder / "ok.onnx"
+        ok.write_bytes(_external_model("weights.bin").SerializeToString())
+        x = np.zeros(4, np.float32)
+        np.testing.assert_array_equal(lathe.compile(str(ok), "llvm")(x), np.ones(4, np.float32))
+    finally:
+        signal.alarm(0)

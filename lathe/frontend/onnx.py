@@ -90,6 +90,19 @@ def parse(model, limits: Limits | None = None) -> object:
     return proto
 
 
+def _check_names(g, where: str = "the model") -> None:
+    """Protobuf hands back a string field that is not valid UTF-8 as bytes; every name must be text."""
+    for k, n in enumerate(g.node):
+        names = [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+        if not all(isinstance(v, str) for v in names):
+            raise ModelError(f"{where}: node #{k} has a name, op type, input, output or attribute name that is "
+                             f"not valid UTF-8: {[v for v in names if not isinstance(v, str)][0]!r:.80}")
+    for field in ("input", "output", "initializer", "value_info"):
+        bad = [v.name for v in getattr(g, field) if not isinstance(v.name, str)]
+        if bad:
+            raise ModelError(f"{where}: a graph {field} name is not valid UTF-8: {bad[0]!r:.80}")
+
+
 def _itemsize(elem_type: int) -> int:
     try:
         return np.dtype(np_dtype(elem_type)).itemsize
@@ -98,11 +111,18 @@ def _itemsize(elem_type: int) -> int:
 
 
 def np_dtype(elem_type: int) -> str:
+    """The NumPy name of an ONNX element type that lathe computes with, or a ModelError."""
+    from lathe.expr import SCALAR_DTYPES
+
     onnx = _onnx()
     try:
-        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+        name = str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
     except (KeyError, TypeError, ValueError):
-        raise ModelError(f"ONNX element type {elem_type} is not supported") from None
+        name = None
+    if name not in SCALAR_DTYPES:
+        raise ModelError(f"ONNX element type {elem_type} ({name or 'unknown'}) is not supported; "
+                         f"lathe computes with {', '.join(SCALAR_DTYPES)}")
+    return name
 
 
 def _attr_value(a, op: str):
@@ -124,6 +144,9 @@ def _attr_value(a, op: str):
     return v
 
 
+ONNX_TYPE = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)",
+             "int32": "tensor(int32)", "int64": "tensor(int64)", "int8": "tensor(int8)", "uint8": "tensor(uint8)",
+             "bool": "tensor(bool)"}
 DTYPE_ATTRS = {("Cast", "to"), ("EyeLike", "dtype"), ("CastLike", "to")}
 
 
@@ -174,7 +197,11 @@ def _external_bytes(init, base_dir: str | None, want: int) -> bytes:
     if os.path.commonpath([root, path]) != root:
         raise ModelError(f"{what} leads outside the model's folder (through a link)")
     try:
-        st = os.stat(path)
+        fd = _open_beneath(root, os.path.relpath(path, root))
+    except OSError as err:  # ELOOP/ENOTDIR: a link was swapped in after the path was resolved
+        raise ModelError(f"{what} cannot be read: {err}") from None
+    try:
+        st = os.fstat(fd)  # every check on the file that is open, not on a name that may since point elsewhere
         if not stat.S_ISREG(st.st_mode):
             raise ModelError(f"{what} is not a regular file")
         if st.st_nlink > 1:
@@ -185,13 +212,38 @@ def _external_bytes(init, base_dir: str | None, want: int) -> bytes:
             raise ModelError(f"{what}: offset {offset} and length {length} lie beyond the file's {st.st_size} bytes")
         if length != want:  # checked before reading: the file may be far larger than the tensor
             raise ModelError(f"{what}: {length} bytes there, the initializer's shape and dtype need {want}")
-        with open(path, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
             fh.seek(offset)
             return fh.read(length)
     except OSError as err:
         raise ModelError(f"{what} cannot be read: {err}") from None
     except ValueError as err:
         raise ModelError(f"{what}: bad offset or length ({err})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _open_beneath(root: str, rel: str) -> int:
+    """A read-only descriptor for root/rel, opened one component at a time relative to the last with
+    O_NOFOLLOW: a symlink put in place of any component after the path was checked makes the open fail
+    instead of leading outside. O_NONBLOCK: a FIFO must not block the open (fstat then refuses it)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if not nofollow or os.open not in os.supports_dir_fd:  # Windows: no dir_fd opens; the realpath check stands
+        return os.open(os.path.join(root, rel), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    parts = [p for p in rel.split(os.sep) if p not in ("", ".")]
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for k, part in enumerate(parts):
+            last = k == len(parts) - 1
+            nxt = os.open(part, os.O_RDONLY | nofollow | (os.O_NONBLOCK if last else os.O_DIRECTORY), dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _initializer_array(init, base_dir: str | None) -> np.ndarray:
@@ -221,8 +273,11 @@ class _Importer:
 
     def run(self) -> Graph:
         g, lim = self.proto.graph, self.limits
+        if self.opset is not None and self.opset < 1:
+            raise ModelError(f"the model imports ONNX opset {self.opset}; opset versions start at 1")
         if len(g.node) > lim.nodes:
             raise lim.exceeded(f"the graph has {len(g.node):,} nodes", "nodes")
+        _check_names(g)
         claimed = 0
         for init in g.initializer:
             claimed += lim.check_shape(f"initializer {init.name!r}", tuple(init.dims)) * _itemsize(init.data_type)
@@ -230,6 +285,10 @@ class _Importer:
                 raise lim.exceeded(f"initializers up to {init.name!r} claim {claimed:,} bytes",
                                    "initializer_bytes")
         for init in g.initializer:
+            try:
+                np_dtype(init.data_type)
+            except ModelError as err:
+                raise ModelError(f"initializer {init.name!r}: {err}") from None
             try:
                 arr = _initializer_array(init, self.base_dir)
             except ModelError:
@@ -279,8 +338,52 @@ class _Importer:
         name = n.name or f"{n.op_type}_{k}"
         return Node(n.op_type, name, [i for i in n.input], [o for o in n.output], {"_proto": n})
 
+    def _check_schema(self, n, name: str) -> None:
+        """Input and output counts, attribute names and types as ONNX's schema for the model's opset has them."""
+        defs = _onnx().defs
+        latest = defs.onnx_opset_version()
+        try:
+            schema = defs.get_schema(n.op_type, min(self.opset or latest, latest), "")
+        except defs.SchemaError:
+            raise ModelError(f"node {name} ({n.op_type}) does not exist in ONNX opset {self.opset}") from None
+        what = f"node {name} ({n.op_type}, ONNX {n.op_type}-{schema.since_version})"
+        for kind, got, lo, hi in (("inputs", n.input, schema.min_input, schema.max_input),
+                                  ("outputs", n.output, schema.min_output, schema.max_output)):
+            if not lo <= len(got) <= hi or not all(got[:lo]):
+                need = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi < 1 << 20 else f"at least {lo}"
+                raise ModelError(f"{what} takes {need} {kind} (the first {lo} named), got {list(got)}")
+        seen = set()
+        for a in n.attribute:
+            spec = schema.attributes.get(a.name)
+            if spec is None:
+                raise ModelError(f"{what} has no attribute {a.name!r}; it has {sorted(schema.attributes) or 'none'}")
+            if a.type != spec.type.value:
+                got = a.AttributeType.Name(a.type) if a.type in a.AttributeType.values() else a.type
+                raise ModelError(f"{what}: attribute {a.name} must be {spec.type.name}, got {got}")
+            if a.name in seen:
+                raise ModelError(f"{what}: attribute {a.name} is given twice")
+            seen.add(a.name)
+        missing = [k for k, spec in schema.attributes.items() if spec.required and k not in seen]
+        if missing:
+            raise ModelError(f"{what}: required attribute(s) {', '.join(missing)} missing")
+        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        bound: dict = {}
+        for pos, inp in enumerate(n.input):
+            if not inp or inp not in self.values:
+                continue
+            formal = schema.inputs[min(pos, len(schema.inputs) - 1)]
+            dtype = self.values[inp].dtype
+            if ONNX_TYPE.get(dtype) not in allowed.get(formal.type_str, {formal.type_str}):
+                ok = sorted(t[7:-1] for t in allowed.get(formal.type_str, {formal.type_str}))
+                raise ModelError(f"{what}: input {pos} ({inp!r}) is {dtype}; it must be one of {', '.join(ok)}")
+            first = bound.setdefault(formal.type_str, (inp, dtype))
+            if first[1] != dtype:
+                raise ModelError(f"{what}: inputs {first[0]!r} ({first[1]}) and {inp!r} ({dtype}) must have "
+                                 f"the same type ({formal.type_str})")
+
     def _convert(self, raw: Node) -> None:
         proto = raw.attrs.pop("_proto")
+        self._check_schema(proto, raw.name)
         try:
             attrs = _attrs(proto)
         except LatheError:
@@ -355,9 +458,9 @@ def build_op(node: Node, inputs: list, ops: dict, opset: int | None = None) -> t
     from lathe import te
     from lathe.ops.registry import call
 
-    phs = [te.placeholder(shape, dtype, name=f"in{k}") for k, (shape, dtype) in enumerate(inputs)]
     shapes = ", ".join(f"{dt}{list(sh)}" for sh, dt in inputs)
     try:
+        phs = [te.placeholder(shape, dtype, name=f"in{k}") for k, (shape, dtype) in enumerate(inputs)]
         outs = call(node.op, phs, node.attrs, len(node.outputs), opset)
     except LatheError as err:
         raise ModelError(f"node {node.name} ({node.op}) with inputs ({shapes}): {err}") from None

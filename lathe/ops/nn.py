@@ -21,6 +21,7 @@ from lathe.ops.elemwise import (
 from lathe.ops.registry import register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+INDEX_MAX = 2**31 - 1
 
 
 # ---------------------------------------------------------------------------- shared shape rules
@@ -32,9 +33,15 @@ def _spatial(op: str, attr: str, v, n: int, default: int) -> list[int]:
     out = as_ints(v, op, attr)
     if len(out) != n:
         raise ShapeError(f"{op}: {attr}={out} needs {n} values (one per spatial axis)")
-    if any(x < 1 for x in out):
-        raise ShapeError(f"{op}: {attr}={out} must be positive")
+    if any(x < 1 or x > INDEX_MAX for x in out):
+        raise ShapeError(f"{op}: {attr}={out} must lie in 1..{INDEX_MAX} (kernels index in int32)")
     return out
+
+
+def _check_index_range(op: str, what: str, values: list) -> None:
+    """Index arithmetic in the kernels is int32: a stride of 2**62 wrapped a bounds check and read far outside."""
+    if any(v > INDEX_MAX for v in values):
+        raise ShapeError(f"{op}: {what} {values} exceed {INDEX_MAX} (kernels index in int32)")
 
 
 def window_pads(op: str, in_sp: list, k_eff: list, strides: list, pads, auto_pad: str,
@@ -63,6 +70,7 @@ def window_pads(op: str, in_sp: list, k_eff: list, strides: list, pads, auto_pad
         if any(v < 0 for v in p):
             raise ShapeError(f"{op}: pads={p} must not be negative")
         pb, pe = p[:n], p[n:]
+    _check_index_range(op, "padded input extents", [i + b + e for i, b, e in zip(in_sp, pb, pe)])
     out = []
     for i, b, e, k, s in zip(in_sp, pb, pe, k_eff, strides):
         span = i + b + e - k
@@ -230,6 +238,8 @@ def conv_transpose(inputs: list[te.Tensor], auto_pad: str = "NOTSET", dilations=
         out_sp = [f_ - b_ - e for f_, b_, e in zip(full, p[:nsp], p[nsp:])]
     if any(o < 1 for o in out_sp):
         raise ShapeError(f"ConvTranspose: output spatial shape {out_sp} is empty")
+    _check_index_range("ConvTranspose", "strided input extents, full outputs or padded outputs",
+                       [s * i for s, i in zip(st, in_sp)] + full + [o + p for o, p in zip(out_sp, pb)])
     rk = [te.reduce_axis(k, name=f"r{a}") for a, k in enumerate(ks)]
     rc = te.reduce_axis(cg, name="rc")
 
@@ -424,7 +434,8 @@ def _global_pool(op: str, x: te.Tensor, kind: str) -> te.Tensor:
     out = te.compute(shape, lambda *i: red(x[(i[0], i[1], *rk)], axis=rk), name=f"global_{kind}pool", tag="pool")
     if kind == "max":
         return out
-    inv = 1.0 / math.prod(x.shape[2:])
+    n = math.prod(x.shape[2:])
+    inv = 1.0 / n if n else float("nan")  # the mean of no elements, as ReduceMean and NumPy give it
     return te.compute(shape, lambda *i: out[i] * inv, name="global_avgpool_div", tag="pool_avg")
 
 

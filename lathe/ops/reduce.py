@@ -14,6 +14,8 @@ from lathe.ops.registry import register
 def reduce_over(x: te.Tensor, axes: list[int], keepdims: bool, combiner, name: str, pre=None) -> te.Tensor:
     """combiner(pre(x)) over `axes`; kept axes keep their index, reduced ones become reduce axes."""
     axes = sorted(axes)
+    if not axes:  # a rank-0 input: nothing to reduce over (a Reduce without reduce axes cannot be lowered)
+        return te.compute(x.shape, lambda *i: pre(x[i]) if pre else x[i], name=name)
     work = minmax_dtype(x.dtype) if combiner is not te.sum and pre is None else x.dtype
     if work != x.dtype:  # max/min of narrow ints: reduce in int32, then cast back
         wide = reduce_over(x, axes, keepdims, combiner, name, pre=lambda v: te.cast(v, work))

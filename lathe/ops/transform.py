@@ -254,8 +254,8 @@ def split(inputs: list[te.Tensor], axis: int = 0, split=None, num_outputs: int =
             raise ShapeError(f"Split: split sizes {sizes} do not add up to dim {axis} of input {x.shape} ({dim})")
     else:
         n = int(num_outputs)
-        if n < 1:
-            raise ShapeError(f"Split: num_outputs={n} must be positive")
+        if not 1 <= n <= max(dim, 1):  # more parts than elements: empty outputs, and 2**31 of them hung the import
+            raise ShapeError(f"Split: num_outputs={n} must be between 1 and dim {axis} of input {x.shape} ({dim})")
         part = -(-dim // n)
         sizes = [min(part, max(0, dim - k * part)) for k in range(n)]
     outs, start = [], 0
@@ -477,6 +477,9 @@ def _antialias_taps(x: Expr, mode: str, scale: float, last: int, cubic_a: float,
         return te.if_then_else(d <= 1.0, near, te.if_then_else(d < 2.0, far, te.const(0.0, "float32")))
 
     offsets = range(start, 2 - start)  # symmetric about the gap between the two central taps
+    if len(offsets) > 4 * (last + 1) + 8:  # more taps than input elements: a scale far below 1/extent
+        raise ShapeError(f"Resize: antialias at scale {scale:g} reads {len(offsets)} taps per output from an axis "
+                         f"of {last + 1}; the scale must be at least about 1/{last + 1}")
     weights = [kernel((float(k) - ratio) * scale) for k in offsets]
     if exclude_outside:
         weights = [te.if_then_else(te.all(left + k >= 0, left + k <= last), w, te.const(0.0, "float32"))
@@ -583,8 +586,8 @@ def resize(inputs: list[te.Tensor], roi=None, scales=None, sizes=None, mode: str
         sc = [float(v) for v in np.asarray(scales, dtype=np.float32).reshape(-1)]
         if len(sc) != len(ax):
             raise ShapeError(f"Resize: scales {sc} need one value per resized axis ({len(ax)}; input {x.shape})")
-        if any(s <= 0 for s in sc):
-            raise ShapeError(f"Resize: scales {sc} must be positive")
+        if not all(0 < s < math.inf for s in sc):
+            raise ShapeError(f"Resize: scales {sc} must be positive and finite")
         # floor(in * scale), also for tf_crop_and_resize (ONNX Runtime and the reference ignore the roi here)
         n_out = [int(np.floor(np.float32(i) * np.float32(s))) for i, s in zip(n_in, sc)]
     shape = list(x.shape)
@@ -602,7 +605,7 @@ def resize(inputs: list[te.Tensor], roi=None, scales=None, sizes=None, mode: str
             taps_per_axis.append(taps)
             if inside is not None:
                 conds.append(inside)
-        total = None
+        terms = []
         for combo in _product(taps_per_axis):
             idx = list(o)
             weight = None
@@ -613,7 +616,8 @@ def resize(inputs: list[te.Tensor], roi=None, scales=None, sizes=None, mode: str
             v = x[tuple(idx)]
             if weight is not None:
                 v = te.cast(v, "float32") * weight if x.dtype != "float32" else v * weight
-            total = v if total is None else total + v
+            terms.append(v)
+        total = _tree_sum(terms)  # 256 taps (cubic on 4 axes) chained left-deep overflowed the recursion limit
         if mode != "nearest" and x.dtype != "float32":
             total = te.cast(total, x.dtype)
         if conds:
@@ -621,6 +625,13 @@ def resize(inputs: list[te.Tensor], roi=None, scales=None, sizes=None, mode: str
         return total
 
     return te.compute(_check_size(shape, "Resize"), f, name="resize")
+
+
+def _tree_sum(terms: list) -> Expr:
+    """a + b + c + ... as a balanced tree: depth log2(n), not n."""
+    while len(terms) > 1:
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _product(lists: list) -> list:

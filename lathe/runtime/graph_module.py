@@ -36,6 +36,15 @@ class GraphModule:
         self.spec, self.source, self._lib = spec, source, lib
         self.target = spec["target"]
         self.stats: dict = {}
+        try:
+            self._allocate(spec, params, kernels)
+        except MemoryError:
+            need = sum(spec["slots"]) + sum(np.asarray(a).nbytes for a in params.values())
+            raise ModelError(f"the model's buffers need about {need:,} bytes (plus inputs and outputs), "
+                             "more memory than this process can allocate") from None
+        self._input_names = [i["name"] for i in spec["inputs"]]
+
+    def _allocate(self, spec: dict, params: dict, kernels: dict) -> None:
         # parameters and intermediate slots in one zeroed block on huge pages where the kernel allows
         # (ResNet-18 streams 47 MB of weights: 4 KiB pages cost TLB misses); haloed values rely on the zeros
         sizes = [np.asarray(a).nbytes for a in params.values()] + [max(n, 1) for n in spec["slots"]]
@@ -62,7 +71,6 @@ class GraphModule:
         for st in spec["steps"]:
             fn = kernels[st["kernel"]]
             self._steps.append((fn, tuple(bufs[a].ctypes.data for a in st["args"])))
-        self._input_names = [i["name"] for i in spec["inputs"]]
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -126,7 +134,12 @@ class GraphModule:
 
     def _output(self, name: str) -> np.ndarray:
         src = self._params.get(name)
-        return np.array(src if src is not None else self._bufs[name])
+        src = src if src is not None else self._bufs[name]
+        try:
+            return np.array(src)
+        except MemoryError:
+            raise ModelError(f"output {name!r} ({src.nbytes:,} bytes) cannot be copied out: "
+                             "more memory than this process can allocate") from None
 
     def __call__(self, *arrays):
         if len(arrays) != len(self._input_names):
@@ -255,7 +268,10 @@ def _arena(sizes: list) -> list:
     for n in sizes:
         offsets.append(total)
         total += -(-n // ALIGN) * ALIGN
-    block = mmap.mmap(-1, max(total, ALIGN))
+    try:
+        block = mmap.mmap(-1, max(total, ALIGN))
+    except OSError as err:  # ENOMEM, or the address-space limit
+        raise MemoryError(str(err)) from None
     if hasattr(mmap, "MADV_HUGEPAGE"):
         try:
             block.madvise(mmap.MADV_HUGEPAGE)
