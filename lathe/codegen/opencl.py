@@ -1,0 +1,132 @@
+"""The `opencl` target: loop IR -> OpenCL C, and the GPU renderer base that CUDA shares.
+
+A loop bound to a thread tag (`s[T].bind(ax, "threadIdx.x")`) is not a loop on a GPU: it reads
+its index from the hardware. The launch size of each tag is the largest extent bound to it in
+the kernel; a loop shorter than that is guarded (`if (v < extent)`). A kernel records its launch
+(work-groups and work-group size per dimension) and its shared (`__local`) bytes in `self.launch`.
+"""
+
+from __future__ import annotations
+
+from lathe.codegen.cstyle import BYTES, RESERVED, CStyleRenderer
+from lathe.errors import BuildError
+from lathe.expr import Call, Const, lanes_of, scalar_of
+from lathe.tir.stmt import Allocate, Evaluate, For, PrimFunc, walk
+
+DIMS = {"x": 0, "y": 1, "z": 2}
+
+
+def launch_of(func: PrimFunc) -> dict:
+    """{"groups": [gx, gy, gz], "local": [lx, ly, lz], "shared_bytes": n} of a lowered kernel."""
+    groups, local, shared = [1, 1, 1], [1, 1, 1], [0]
+
+    def visit(s) -> None:
+        if isinstance(s, For) and s.kind == "thread" and s.thread_tag != "vthread":
+            if not isinstance(s.extent, Const):
+                raise BuildError(f"kernel {func.name}: loop {s.var.name} bound to {s.thread_tag} needs a "
+                                 "constant extent")
+            dims = groups if s.thread_tag.startswith("block") else local
+            d = DIMS[s.thread_tag[-1]]
+            dims[d] = max(dims[d], s.extent.value)
+        if isinstance(s, Allocate) and s.buffer.scope == "shared":
+            shared[0] += s.buffer.size * BYTES[scalar_of(s.buffer.dtype)] * lanes_of(s.buffer.dtype)
+
+    walk(func.body, visit)
+    return {"groups": groups, "local": local, "shared_bytes": shared[0]}
+
+
+class GPURenderer(CStyleRenderer):
+    """Thread-bound loops, shared memory and barriers; subclasses name the language's spellings."""
+
+    index_names: dict = {}  # thread tag -> the expression that reads it
+    shared_qualifier = ""
+    barrier_call = ""
+    extra_reserved: frozenset = frozenset()
+    hoist_shared = False  # OpenCL wants __local arrays at kernel scope
+
+    def __init__(self, threads: int = 1):
+        super().__init__(threads)
+        self.launch: dict[str, dict] = {}
+
+    def reserved(self, name: str) -> bool:
+        return name in self.extra_reserved or super().reserved(name)
+
+    def function(self, func: PrimFunc) -> str:
+        self.launch[func.name] = launch_of(func)
+        self.hoisted: list[str] = []
+        text = super().function(func)
+        if self.hoisted:  # the declarations go first in the kernel body
+            head, rest = text.split("\n", 1)
+            text = "\n".join([head, *self.hoisted, rest])
+        return text
+
+    def stmt_For(self, s: For) -> None:
+        if s.kind != "thread" or s.thread_tag == "vthread":
+            return super().stmt_For(s.__class__(s.var, s.extent, "serial" if s.kind == "thread" else s.kind,
+                                                s.body))
+        launch = self.launch[self.func.name]
+        size = (launch["groups"] if s.thread_tag.startswith("block") else launch["local"])[DIMS[s.thread_tag[-1]]]
+        self.emit("{")
+        self.depth += 1
+        v = self.name(s.var, s.var.name)
+        self.emit(f"{self.type_name(s.var.dtype)} {v} = {self.index_names[s.thread_tag]};")
+        if s.extent.value < size:
+            self.emit(f"if ({v} < {s.extent.value}) {{")
+            self.block(s.body)
+            self.emit("}")
+        else:
+            self.stmt(s.body)
+        self.depth -= 1
+        self.emit("}")
+
+    def stmt_Allocate(self, s: Allocate) -> None:
+        buf = s.buffer
+        if buf.scope == "global":
+            raise BuildError(f"kernel {self.func.name}: intermediate {buf.name} ({buf.size} elements) would need "
+                             "global memory allocated inside a GPU kernel; inline it or compute_at it inside "
+                             "a thread loop")
+        if buf.scope == "local":
+            return super().stmt_Allocate(s)
+        name = self.name(buf, buf.name)
+        decl = f"{self.shared_qualifier} {self.type_name(buf.dtype)} {name}[{buf.size}];"
+        if self.hoist_shared:
+            self.hoisted.append("  " + decl)
+            self.stmt(s.body)
+        else:
+            self.emit("{")
+            self.depth += 1
+            self.emit(decl)
+            self.stmt(s.body)
+            self.depth -= 1
+            self.emit("}")
+
+    def stmt_Evaluate(self, s: Evaluate) -> None:
+        if isinstance(s.value, Call) and s.value.name == "barrier":
+            return self.emit(self.barrier_call + ";")
+        super().stmt_Evaluate(s)
+
+
+class OpenCLRenderer(GPURenderer):
+    types = {"float32": "float", "float64": "double", "float16": "half", "int32": "int", "int64": "long",
+             "int8": "char", "uint8": "uchar", "bool": "uchar"}  # bool cannot be a kernel argument's type
+    float_suffix: dict = {}  # OpenCL's math functions are overloaded: exp(float) is single precision
+    includes = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable"
+    helper_prefix = "inline"
+    kernel_prefix = "__kernel void"
+    index_names = {"blockIdx.x": "get_group_id(0)", "blockIdx.y": "get_group_id(1)", "blockIdx.z": "get_group_id(2)",
+                   "threadIdx.x": "get_local_id(0)", "threadIdx.y": "get_local_id(1)",
+                   "threadIdx.z": "get_local_id(2)"}
+    shared_qualifier = "__local"
+    barrier_call = "barrier(CLK_LOCAL_MEM_FENCE)"
+    hoist_shared = True
+    extra_reserved = frozenset("""kernel global local private constant read_only write_only uchar ushort uint
+    ulong barrier""".split()) | RESERVED
+
+    def param(self, buffer, name: str) -> str:
+        return f"__global {self.type_name(buffer.dtype)}* restrict {name}"
+
+
+def render_opencl(funcs: list[PrimFunc]) -> tuple[str, dict]:
+    """OpenCL C for several kernels sharing one preamble, and each kernel's launch (see launch_of)."""
+    r = OpenCLRenderer()
+    return r.render_module(funcs), r.launch
