@@ -29,6 +29,10 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
         from lathe.runtime.opencl import build_opencl
 
         return build_opencl(func, t)
+    if t.kind == "cuda":
+        from lathe.runtime.cuda import build_cuda
+
+        return build_cuda(func, t)
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
 

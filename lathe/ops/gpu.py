@@ -10,7 +10,6 @@ computed per work-item inside that thread loop, its accumulator in private memor
 from __future__ import annotations
 
 from lathe import te
-from lathe.errors import ScheduleError
 from lathe.te.tensor import ComputeOp
 
 THREADS = 64  # work-items per work-group: a multiple of every GPU's warp/wavefront
@@ -19,8 +18,8 @@ THREADS = 64  # work-items per work-group: a multiple of every GPU's warp/wavefr
 def bind_flat(st, threads: int = THREADS):
     """Fuse the stage's data axes, split by `threads`, bind to blockIdx.x/threadIdx.x; returns the thread axis."""
     axes = [iv for iv in st.leaf_iter_vars if iv.kind == "data"]
-    if not axes:
-        return None
+    if not axes or any(iv.extent.value == 0 for iv in axes):
+        return None  # nothing to spread over work-items (a 0-d or empty output)
     fused = st.fuse(*axes) if len(axes) > 1 else axes[0]
     bx, tx = st.split(fused, min(threads, fused.extent.value))
     st.bind(bx, "blockIdx.x")
@@ -53,16 +52,15 @@ def schedule_per_output(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor,
         op = st.op
         if isinstance(op, ComputeOp) and not op.reduce_axis and st.attach == "root" and st not in outputs:
             st.compute_inline()
-    thread_axis = {st: bind_flat(st) for st in outputs}
-    for st in reversed(s.stages):  # consumers first: an attached stage may read another one
-        if not isinstance(st.op, ComputeOp) or st.attach != "root" or st in outputs:
-            continue
-        outs = _outputs_reading(s, st)
-        if len(outs) != 1:
-            raise ScheduleError(f"stage {st.name} is read by {len(outs)} outputs of one GPU kernel; "
-                                "the gpu schedules compute it inside one output's thread loop")
-        (out,) = outs
+    inner = [st for st in s.stages if isinstance(st.op, ComputeOp) and st.attach == "root" and st not in outputs]
+    readers = {st: _outputs_reading(s, st) for st in inner}
+    for st in inner:
         st.set_scope("local")
+    if any(len(r) > 1 for r in readers.values()):
+        return  # a value several outputs read (BatchNorm's training statistics): one work-item does it all
+    thread_axis = {st: bind_flat(st) for st in outputs}
+    for st in reversed(inner):  # consumers first: an attached stage may read another one
+        (out,) = readers[st]
         if thread_axis[out] is not None:  # else a 0-d output: one work-item computes everything
             st.compute_at(out, thread_axis[out])
 

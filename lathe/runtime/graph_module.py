@@ -5,7 +5,7 @@ a loop of foreign calls. An artifact directory holds:
   graph.json     inputs, outputs, value shapes, memory slots, steps (kernel + argument names),
                  and where each parameter lies in params.bin
   params.bin     parameters, each 64-byte aligned, raw little-endian in C order
-  kernels.so     the compiled kernels (one shared library); kernels.cl (OpenCL C source) for opencl
+  kernels.so     the compiled kernels (one shared library); kernels.cl (OpenCL C) for opencl, kernels.ptx for cuda
   manifest.json  SHA-256 of each file, checked by lathe.load
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from lathe.target import Target
 
 ALIGN = 64
 FILES = ("graph.json", "params.bin", "kernels.so")
+KERNEL_FILES = ("kernels.so", "kernels.cl", "kernels.ptx")  # shared library, OpenCL C, PTX
 
 
 class GraphModule:
@@ -73,10 +75,9 @@ class GraphModule:
             mod = GraphModule(spec, params, kernels, lib, source)
             mod._lib_path = path
             return mod
-        if target.kind == "opencl":
-            from lathe.runtime.opencl import graph_from_funcs
-
-            return graph_from_funcs(spec, params, funcs)
+        if target.kind in ("opencl", "cuda"):
+            runtime = importlib.import_module(f"lathe.runtime.{target.kind}")
+            return runtime.graph_from_funcs(spec, params, funcs)
         from lathe.errors import TargetError
 
         raise TargetError(f"target {target.kind!r} cannot run whole models in this version of lathe")
@@ -204,7 +205,7 @@ class GraphModule:
             if meta["format"] != "lathe-artifact-1":
                 raise ValueError(f"unknown format {meta['format']!r}, this lathe reads 'lathe-artifact-1'")
             manifest = meta["sha256"]
-            kernel_file = "kernels.cl" if "kernels.cl" in manifest else "kernels.so"
+            kernel_file = next((f for f in KERNEL_FILES if f in manifest), "kernels.so")
             files = (*FILES[:2], kernel_file)
             if set(manifest) != set(files):
                 raise ValueError(f"lists {sorted(manifest)}, expected {sorted(files)}")
@@ -228,6 +229,10 @@ class GraphModule:
 
             with open(os.path.join(path, kernel_file)) as fh:
                 return CLGraphModule(spec, params, fh.read())
+        if kernel_file == "kernels.ptx":
+            from lathe.runtime.cuda import CUDAGraphModule
+
+            return CUDAGraphModule(spec, params, ptx_path=os.path.abspath(os.path.join(path, kernel_file)))
         lib_path = os.path.join(path, "kernels.so")
         lib = ctypes.CDLL(os.path.abspath(lib_path))
         kernels = {}
