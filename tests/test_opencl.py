@@ -21,6 +21,7 @@ _ok, _why = status()
 pytestmark = pytest.mark.skipif(not _ok, reason=f"no OpenCL device: {_why}")
 
 import test_ops  # noqa: E402  (the operator cases, ONNX Runtime references and helpers)
+from test_cuda import shared_matmul  # noqa: E402
 
 from lathe.ops import OPS, gpu  # noqa: E402
 
@@ -70,31 +71,6 @@ def test_bind_two_dimensions_and_unroll(rng) -> None:
     b = np.full_like(a, -7)
     k(a, b)
     np.testing.assert_allclose(b, a * 3 + a[::-1], rtol=RTOL, atol=ATOL)
-
-
-def shared_matmul(n: int, tile: int):
-    """C = A B with A and B tiles staged in shared memory, each tile copied by the whole work-group."""
-    A, B = te.placeholder((n, n), name="A"), te.placeholder((n, n), name="B")
-    k = te.reduce_axis((0, n), name="k")
-    C = te.compute((n, n), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
-    s = te.create_schedule(C)
-    CL = s.cache_write(C, "local")
-    AA, BB = s.cache_read(A, "shared", [CL]), s.cache_read(B, "shared", [CL])
-    i, j = s[C].op.axis
-    bi, ti = s[C].split(i, tile)
-    bj, tj = s[C].split(j, tile)
-    s[C].reorder(bi, bj, ti, tj)
-    for ax, tag in ((bi, "blockIdx.y"), (bj, "blockIdx.x"), (ti, "threadIdx.y"), (tj, "threadIdx.x")):
-        s[C].bind(ax, tag)
-    s[CL].compute_at(s[C], tj)
-    ko, ki = s[CL].split(s[CL].op.reduce_axis[0], tile)
-    s[CL].unroll(ki)
-    for T in (AA, BB):
-        s[T].compute_at(s[CL], ko)
-        a0, a1 = s[T].op.axis
-        s[T].bind(a0, "threadIdx.y")
-        s[T].bind(a1, "threadIdx.x")
-    return s, [A, B, C]
 
 
 def test_cache_read_shared_with_barriers(rng) -> None:

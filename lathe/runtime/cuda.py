@@ -71,9 +71,11 @@ def load_module(source: str | None = None, ptx_path: str | None = None, launch: 
 
 
 def _ptx(source: str) -> str:
+    """PTX for this GPU's compute capability (PTX, not a cubin: the driver JIT-compiles it for newer GPUs)."""
     from cupy.cuda import compiler
 
-    ptx = compiler.compile_using_nvrtc(source, options=("--std=c++14",))
+    arch = "compute_" + cupy().cuda.Device().compute_capability
+    ptx = compiler.compile_using_nvrtc(source, options=("--std=c++14",), arch=arch)
     ptx = ptx[0] if isinstance(ptx, tuple) else ptx  # some CuPy versions also return name mappings
     return ptx.decode() if isinstance(ptx, bytes) else ptx
 
