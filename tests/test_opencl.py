@@ -86,6 +86,24 @@ def test_bind_two_dimensions_and_unroll(rng) -> None:
     np.testing.assert_allclose(b, a * 3 + a[::-1], rtol=RTOL, atol=ATOL)
 
 
+def test_vectorized_loads_stores_gathers_and_selects(rng) -> None:
+    A = te.placeholder((64, 40), name="A")
+    B = te.compute((64, 40), lambda i, j: te.max(te.exp(A[i, j]) * 2.0, A[i, 39 - j])
+                   + te.if_then_else(A[i, j] > 0, 1.0, -1.0), name="B")
+    s = te.create_schedule(B)
+    i, j = B.op.axis
+    jo, ji = s[B].split(j, 4)
+    s[B].bind(i, "blockIdx.x")
+    s[B].bind(jo, "threadIdx.x")
+    s[B].vectorize(ji)
+    k = lathe.build(s, [A, B], target="opencl")
+    assert "vload4(" in k.source and "vstore4(" in k.source and "select(" in k.source
+    a = rng.standard_normal((64, 40)).astype("float32")
+    b = np.full_like(a, -7)
+    k(a, b)
+    np.testing.assert_allclose(b, np.maximum(np.exp(a) * 2, a[:, ::-1]) + np.where(a > 0, 1, -1), rtol=RTOL, atol=ATOL)
+
+
 def test_cache_read_shared_with_barriers(rng) -> None:
     s, args = shared_matmul(48, 8)
     k = lathe.build(s, args, target="opencl")

@@ -8,7 +8,7 @@ the kernel; a loop shorter than that is guarded (`if (v < extent)`). A kernel re
 
 from __future__ import annotations
 
-from lathe.codegen.cstyle import BYTES, RESERVED, CStyleRenderer
+from lathe.codegen.cstyle import BYTES, RESERVED, CStyleRenderer, UnsupportedError
 from lathe.errors import BuildError
 from lathe.expr import Binary, Call, Const, Var, is_float, lanes_of, scalar_of
 from lathe.tir.stmt import Allocate, Evaluate, For, PrimFunc, walk
@@ -144,6 +144,60 @@ class OpenCLRenderer(GPURenderer):
 
     def param(self, buffer, name: str) -> str:
         return f"__global {self.type_name(buffer.dtype)}* restrict {name}"
+
+    # ---- vectors: OpenCL's floatN/intN (N = 2, 4, 8, 16) of 32-bit lanes; operators and math work lane-wise
+    def vector_type(self, dtype: str) -> str:
+        s, n = scalar_of(dtype), lanes_of(dtype)
+        if n not in (2, 4, 8, 16) or (s not in ("float32", "int32", "bool")):
+            raise UnsupportedError(f"kernel {self.func.name}: OpenCL vectors here are 2/4/8/16 lanes of float32 "
+                                   f"or int32, not {dtype}; vectorize such a loop by 2, 4, 8 or 16")
+        return ("float" if s == "float32" else "int") + str(n)  # a bool vector is a mask: int lanes 0 or -1
+
+    def vector_load(self, buf_dtype: str, buf: str, base: str, dtype: str) -> str:
+        self.vector_type(buf_dtype + f"x{lanes_of(dtype)}" if buf_dtype != "bool" else "float16x3")  # 32-bit
+        return f"vload{lanes_of(dtype)}(0, {buf} + {base})"
+
+    def vector_store(self, buf_dtype: str, buf: str, base: str, value: str, dtype: str) -> str:
+        self.vector_type(buf_dtype + f"x{lanes_of(dtype)}" if buf_dtype != "bool" else "float16x3")  # 32-bit
+        return f"vstore{lanes_of(dtype)}({value}, 0, {buf} + {base})"
+
+    def _lanes(self, n: int) -> list[str]:
+        return [f"s{k:x}" for k in range(n)]
+
+    def vector_gather(self, buf_dtype: str, buf: str, index: str, dtype: str) -> str:
+        return f"({self.type_name(dtype)})({', '.join(f'{buf}[({index}).{c}]' for c in self._lanes(lanes_of(dtype)))})"
+
+    def vector_splat(self, x: str, dtype: str) -> str:
+        return f"(({self.type_name(dtype)})({x}))"
+
+    def vector_ramp(self, base: str, stride: str, dtype: str) -> str:
+        steps = f"({self.type_name(dtype)})({', '.join(map(str, range(lanes_of(dtype))))})"
+        return f"({steps} * {stride} + {base})"
+
+    def vector_map(self, fn: str, args: list[str], dtype: str) -> str:
+        if not fn.startswith("lathe_"):  # OpenCL's math functions take vectors
+            return f"{fn}({', '.join(args)})"
+        lanes = [f"{fn}({', '.join(f'({a}).{c}' for a in args)})" for c in self._lanes(lanes_of(dtype))]
+        return f"({self.type_name(dtype)})({', '.join(lanes)})"
+
+    def vector_minmax(self, op: str, a: str, b: str, dtype: str) -> str:
+        return f"{'f' if is_float(dtype) else ''}{op}({a}, {b})"
+
+    def vector_logic(self, op: str, a: str, b: str, dtype: str) -> str:
+        return f"({a} {self.binops[op]} {b})"  # comparisons of vectors give int masks (-1 or 0)
+
+    def vector_not(self, a: str, dtype: str) -> str:
+        return f"(!{a})"
+
+    def vector_select(self, cond: str, t: str, f: str, dtype: str) -> str:
+        return f"select({f}, {t}, {cond})"  # the mask's lanes pick t where their top bit is set
+
+    def vector_cast(self, a: str, src: str, dst: str) -> str:
+        if scalar_of(dst) == "bool":
+            return f"({a} != 0)"
+        if scalar_of(src) == "bool":
+            a = f"(-{a})"  # masks are -1: make them 1
+        return f"convert_{self.type_name(dst)}({a})"
 
 
 def render_opencl(funcs: list[PrimFunc]) -> tuple[str, dict]:
