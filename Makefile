@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lathe-installed
-APT_PACKAGES := gcc libc6-dev libgomp1 python3-venv
+APT_PACKAGES := gcc libc6-dev libgomp1 python3-venv pocl-opencl-icd ocl-icd-libopencl1
 
 .PHONY: setup demo test fuzz bench lint loc clean
 

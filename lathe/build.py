@@ -25,6 +25,14 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
         from lathe.codegen.c import build_c
 
         return build_c(func, t)
+    if t.kind == "opencl":
+        from lathe.runtime.opencl import build_opencl
+
+        return build_opencl(func, t)
+    if t.kind == "cuda":
+        from lathe.runtime.cuda import build_cuda
+
+        return build_cuda(func, t)
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
@@ -29,6 +30,8 @@ def target_status() -> list[tuple[str, bool, str]]:
         elif kind == "c":
             cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
             rows.append((kind, bool(cc), f"C compiler {cc}" if cc else "no C compiler (apt-get install gcc)"))
+        elif kind in ("opencl", "cuda"):
+            rows.append((kind, *importlib.import_module(f"lathe.runtime.{kind}").status()))
         else:
             rows.append((kind, False, "no code generator in this version of lathe"))
     return [r for r in rows if r[0] in BUILDABLE or not r[1]]

@@ -5,7 +5,7 @@ a loop of foreign calls. An artifact directory holds:
   graph.json     inputs, outputs, value shapes, memory slots, steps (kernel + argument names),
                  and where each parameter lies in params.bin
   params.bin     parameters, each 64-byte aligned, raw little-endian in C order
-  kernels.so     the compiled kernels (one shared library)
+  kernels.so     the compiled kernels (one shared library); kernels.cl (OpenCL C) for opencl, kernels.ptx for cuda
   manifest.json  SHA-256 of each file, checked by lathe.load
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import json
 import mmap
 import os
@@ -27,10 +28,13 @@ from lathe.target import Target
 
 ALIGN = 64
 FILES = ("graph.json", "params.bin", "kernels.so")
+KERNEL_FILES = ("kernels.so", "kernels.cl", "kernels.ptx")  # shared library, OpenCL C, PTX
 
 
 class GraphModule:
     """A compiled model. `mod(x)` or `mod.run({name: array})` returns NumPy outputs."""
+
+    kernel_file = "kernels.so"
 
     def __init__(self, spec: dict, params: dict, kernels: dict, lib, source: str = ""):
         self.spec, self.source, self._lib = spec, source, lib
@@ -91,6 +95,9 @@ class GraphModule:
             mod = GraphModule(spec, params, kernels, lib, source)
             mod._lib_path = path
             return mod
+        if target.kind in ("opencl", "cuda"):
+            runtime = importlib.import_module(f"lathe.runtime.{target.kind}")
+            return runtime.graph_from_funcs(spec, params, funcs)
         from lathe.errors import TargetError
 
         raise TargetError(f"target {target.kind!r} cannot run whole models in this version of lathe")
@@ -205,8 +212,8 @@ class GraphModule:
         spec["params"] = index
         with open(os.path.join(path, "graph.json"), "w") as fh:
             json.dump(spec, fh, indent=1)
-        self._write_library(os.path.join(path, "kernels.so"))
-        manifest = {f: _sha256(os.path.join(path, f)) for f in FILES}
+        self._write_library(os.path.join(path, self.kernel_file))
+        manifest = {f: _sha256(os.path.join(path, f)) for f in (*FILES[:2], self.kernel_file)}
         with open(os.path.join(path, "manifest.json"), "w") as fh:
             json.dump({"format": "lathe-artifact-1", "sha256": manifest}, fh, indent=1)
 
@@ -228,11 +235,13 @@ class GraphModule:
             if meta["format"] != "lathe-artifact-1":
                 raise ValueError(f"unknown format {meta['format']!r}, this lathe reads 'lathe-artifact-1'")
             manifest = meta["sha256"]
-            if set(manifest) != set(FILES):
-                raise ValueError(f"lists {sorted(manifest)}, expected {sorted(FILES)}")
+            kernel_file = next((f for f in KERNEL_FILES if f in manifest), "kernels.so")
+            files = (*FILES[:2], kernel_file)
+            if set(manifest) != set(files):
+                raise ValueError(f"lists {sorted(manifest)}, expected {sorted(files)}")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ModelError(f"{path!r} is not a lathe artifact (manifest.json: {err})") from None
-        for f in FILES:
+        for f in files:
             got = _sha256(os.path.join(path, f))
             if got != manifest.get(f):
                 raise ModelError(f"artifact {path!r}: {f} does not match its SHA-256 in manifest.json "
@@ -245,6 +254,15 @@ class GraphModule:
             dt = np.dtype(p["dtype"]).newbyteorder("<")
             n = int(np.prod(p["shape"], dtype=np.int64)) * dt.itemsize
             params[name] = raw[p["offset"]:p["offset"] + n].view(dt).reshape(p["shape"]).astype(p["dtype"])
+        if kernel_file == "kernels.cl":
+            from lathe.runtime.opencl import CLGraphModule
+
+            with open(os.path.join(path, kernel_file)) as fh:
+                return CLGraphModule(spec, params, fh.read())
+        if kernel_file == "kernels.ptx":
+            from lathe.runtime.cuda import CUDAGraphModule
+
+            return CUDAGraphModule(spec, params, ptx_path=os.path.abspath(os.path.join(path, kernel_file)))
         lib_path = os.path.join(path, "kernels.so")
         lib = ctypes.CDLL(os.path.abspath(lib_path))
         kernels = {}

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from lathe.errors import ScheduleError
 from lathe.expr import (
-    Const, Expr, IterVar, Load, Reduce, TensorRead, Var, combine, contains, index_of, post_order, substitute,
+    Call, Const, Expr, IterVar, Load, Reduce, TensorRead, Var, combine, contains, index_of, post_order, substitute,
     transform,
 )
 from lathe.te.schedule import Schedule, Split, Stage
 from lathe.te.tensor import ComputeOp, PlaceholderOp, Tensor
 from lathe.tir.arith import INF, Analyzer, Linear
-from lathe.tir.stmt import Allocate, Buffer, For, IfThenElse, PrimFunc, Stmt, Store, seq
+from lathe.tir.stmt import Allocate, Buffer, Evaluate, For, IfThenElse, PrimFunc, Stmt, Store, seq
 
+BARRIER = Evaluate(Call("barrier", (), "int32"))  # a work-group barrier on shared memory (GPU targets)
 LOOP_KIND = {"vectorize": "vectorize", "unroll": "unroll", "parallel": "parallel"}
 
 
@@ -216,6 +217,8 @@ def _relaxed_leaves(st: Stage, cons: Stage, info: dict) -> dict:
                                     f"{cons.name} runs outside that loop")
             for leaf in leaves[k + 1:]:
                 relaxed[leaf] = (0, info[cur].leaf_ext[leaf] - 1)
+            if st.scope == "shared":  # one copy serves the work-group: the region spans its threads
+                relaxed.update(_thread_leaves(cur, info))
             return relaxed
         for leaf in leaves:
             relaxed[leaf] = (0, info[cur].leaf_ext[leaf] - 1)
@@ -225,6 +228,17 @@ def _relaxed_leaves(st: Stage, cons: Stage, info: dict) -> dict:
                                 f"compute_at {st.name} in {cons.name}")
         inside_from = index_of(cur.attach_stage.leaf_iter_vars, cur.attach_ivar)
         cur = cur.attach_stage
+
+
+def _thread_leaves(st: Stage, info: dict) -> dict:
+    """Leaves bound to threadIdx.* of `st` and of the stages it is computed in, with their ranges."""
+    out = {}
+    while st is not None:
+        for leaf, tag in st.bindings.items():
+            if tag.startswith("threadIdx"):
+                out[leaf] = (0, info[st].leaf_ext[leaf] - 1)
+        st = st.attach_stage if st.attach == "at" else None
+    return out
 
 
 def _bound(idx: Expr, relaxed: dict) -> tuple[Linear, int, int] | None:
@@ -338,7 +352,13 @@ def _attach(iv: IterVar, st: Stage, rest: Stmt, children: dict, info: dict, sch:
     kids = children.get((st, iv), [])
     if not kids:
         return rest
-    nests = [make_nest(sch, c, info, children) for c in kids]
+    nests = []
+    for c in kids:  # a shared copy is fenced: written after every thread's last read, read after all writes
+        nest = make_nest(sch, c, info, children)
+        if c.scope == "shared":
+            nests += [nest, BARRIER] if nests and nests[-1] is BARRIER else [BARRIER, nest, BARRIER]
+        else:
+            nests.append(nest)
     stmt = seq(*nests, rest)
     for c in reversed(kids):
         stmt = Allocate(info[c].buffer, stmt)
