@@ -27,10 +27,14 @@ def device():
         import pyopencl as cl
     except ImportError as err:
         raise TargetError(f"target opencl needs the Python package pyopencl ({err}); pip install pyopencl") from None
-    choice = os.environ.get("LATHE_OPENCL_DEVICE", "0:0")
+    choice = os.environ.get("LATHE_OPENCL_DEVICE", "")
     try:
-        p, d = (int(x) for x in choice.split(":"))
-        dev = cl.get_platforms()[p].get_devices()[d]
+        if choice:  # "platform:device", as clinfo numbers them
+            p, d = (int(x) for x in choice.split(":"))
+            dev = cl.get_platforms()[p].get_devices()[d]
+        else:  # the first GPU, else the first device (PoCL's CPU device on machines without one)
+            devs = [dv for pl in cl.get_platforms() for dv in pl.get_devices()]
+            dev = next((dv for dv in devs if dv.type & cl.device_type.GPU), None) or devs[0]
     except (cl.Error, IndexError, ValueError) as err:
         raise TargetError(f"target opencl: no OpenCL device {choice!r} ({err or 'no platform'}); on Debian "
                           "apt-get install pocl-opencl-icd ocl-icd-libopencl1") from None
