@@ -1,5 +1,6 @@
 """ResNet-18 and EfficientNet-Lite0 on the GPU back ends: lathe `cuda` and `opencl`, each checked against
-ONNX Runtime (CPU) and timed (mean and median of --runs after warm-up, outputs read back every run).
+ONNX Runtime (CPU) and timed (mean and median of --runs after warm-up, outputs read back every run), and
+PyTorch's ResNet-18 (eager, torch.compile, CUDA graphs) in the same run when torch is installed.
 
     python bench/gpu.py [--runs 100] [--targets cuda,opencl] [--models resnet18,efficientnet_lite0]
 
@@ -62,7 +63,40 @@ def main() -> None:
                              "p90_ms": float(np.percentile(t, 90))}
             print(f"{name} {target}: rel err {err:.1e}, mean {t.mean():.2f} ms, median {np.median(t):.2f} ms "
                   f"(compile {compile_s:.1f} s)")
+    if "resnet18" in results["models"]:
+        results["models"]["resnet18"].update(torch_peers(args.runs))
     print(f"saved {save('gpu', results)}")
+
+
+def torch_peers(runs: int) -> dict:
+    """torchvision's ResNet-18 (random weights: timing only) in eager mode, torch.compile and CUDA graphs
+    (torch.compile mode="reduce-overhead"), fp32 with TF32 off, timed like lathe (output read back)."""
+    try:
+        import torch
+        import torchvision
+    except ImportError as err:
+        print(f"no PyTorch peers: {err}")
+        return {}
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = torchvision.models.resnet18().eval().cuda()
+    x = torch.randn(1, 3, 224, 224, device="cuda")
+    out = {}
+    for name, fn in (("torch eager", model), ("torch.compile", torch.compile(model)),
+                     ("torch CUDA graphs", torch.compile(model, mode="reduce-overhead"))):
+        with torch.no_grad():
+            for _ in range(20):
+                fn(x).cpu()
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn(x).cpu()
+                times.append(time.perf_counter() - t0)
+        t = np.array(times) * 1e3
+        out[name] = {"mean_ms": float(t.mean()), "median_ms": float(np.median(t)),
+                     "p10_ms": float(np.percentile(t, 10)), "p90_ms": float(np.percentile(t, 90))}
+        print(f"resnet18 {name}: mean {t.mean():.2f} ms, median {np.median(t):.2f} ms")
+    return out
 
 
 if __name__ == "__main__":

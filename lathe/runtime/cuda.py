@@ -7,6 +7,8 @@ back to back on one stream, only inputs and outputs copied. Artifacts store the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from functools import lru_cache
 
 import numpy as np
@@ -74,7 +76,7 @@ def _ptx(source: str) -> str:
     """PTX for this GPU's compute capability (PTX, not a cubin: the driver JIT-compiles it for newer GPUs)."""
     from cupy.cuda import compiler
 
-    arch = "compute_" + cupy().cuda.Device().compute_capability
+    arch = int(cupy().cuda.Device().compute_capability)  # "90" on an H100; CuPy adds the compute_ prefix
     ptx = compiler.compile_using_nvrtc(source, options=("--std=c++14",), arch=arch)
     ptx = ptx[0] if isinstance(ptx, tuple) else ptx  # some CuPy versions also return name mappings
     return ptx.decode() if isinstance(ptx, bytes) else ptx
@@ -123,6 +125,8 @@ class CUDAKernel(Kernel):
 def build_cuda(func: PrimFunc, target) -> CUDAKernel:
     from lathe.codegen.cuda import render_cuda
 
+    if func.name == "main":  # lathe.build's default name; C++ forbids a __global__ main
+        func = replace(func, name="main_kernel")
     source, launch = render_cuda([func])
     return CUDAKernel(func, source, launch, str(target))
 
