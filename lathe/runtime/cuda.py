@@ -77,7 +77,7 @@ def _ptx(source: str) -> str:
     from cupy.cuda import compiler
 
     arch = int(cupy().cuda.Device().compute_capability)  # "90" on an H100; CuPy adds the compute_ prefix
-    ptx = compiler.compile_using_nvrtc(source, options=("--std=c++14",), arch=arch)
+    ptx = compiler.compile_using_nvrtc(source, options=("--std=c++14",), arch=arch, method="ptx")
     ptx = ptx[0] if isinstance(ptx, tuple) else ptx  # some CuPy versions also return name mappings
     return ptx.decode() if isinstance(ptx, bytes) else ptx
 
