@@ -112,4 +112,5 @@ def test_resnet18_on_the_gpu_matches_onnxruntime(tmp_path) -> None:
     got = mod.run(feed)[0]
     assert np.max(np.abs(got - want)) / np.max(np.abs(want)) <= 1e-4
     mod.save(str(tmp_path / "r18"))
-    np.testing.assert_array_equal(lathe.load(str(tmp_path / "r18")).run(feed)[0], got)
+    again = lathe.load(str(tmp_path / "r18")).run(feed)[0]  # from PTX: the driver's JIT may contract differently
+    assert np.max(np.abs(again - got)) / np.max(np.abs(got)) <= 1e-5
