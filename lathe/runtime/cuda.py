@@ -73,13 +73,21 @@ def load_module(source: str | None = None, ptx_path: str | None = None, launch: 
 
 
 def _ptx(source: str) -> str:
-    """PTX for this GPU's compute capability (PTX, not a cubin: the driver JIT-compiles it for newer GPUs)."""
-    from cupy.cuda import compiler
+    """PTX for this GPU's compute capability (PTX, not a cubin: the driver JIT-compiles it for newer GPUs).
+    NVRTC is called directly: CuPy's compile helper returns a cubin when it can."""
+    from cupy.cuda import nvrtc
 
-    arch = int(cupy().cuda.Device().compute_capability)  # "90" on an H100; CuPy adds the compute_ prefix
-    ptx = compiler.compile_using_nvrtc(source, options=("--std=c++14",), arch=arch, method="ptx")
-    ptx = ptx[0] if isinstance(ptx, tuple) else ptx  # some CuPy versions also return name mappings
-    return ptx.decode() if isinstance(ptx, bytes) else ptx
+    arch = f"--gpu-architecture=compute_{cupy().cuda.Device().compute_capability}"
+    prog = nvrtc.createProgram(source, "kernels.cu", [], [])
+    try:
+        try:
+            nvrtc.compileProgram(prog, [arch, "--std=c++14"])
+        except nvrtc.NVRTCError as err:
+            raise BuildError(f"NVRTC failed to make PTX: {err}\n{nvrtc.getProgramLog(prog)[:4000]}") from None
+        ptx = nvrtc.getPTX(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    return ptx.decode().rstrip("\0") if isinstance(ptx, bytes) else ptx.rstrip("\0")
 
 
 class CUDAKernel(Kernel):
