@@ -25,6 +25,10 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
         from lathe.codegen.c import build_c
 
         return build_c(func, t)
+    if t.kind == "opengl":
+        from lathe.runtime.opengl import build_opengl
+
+        return build_opengl(func, t)
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
 

@@ -71,6 +71,10 @@ class GraphModule:
             mod = GraphModule(spec, params, kernels, lib, source)
             mod._lib_path = path
             return mod
+        if target.kind == "opengl":
+            from lathe.runtime.opengl import graph_module
+
+            return graph_module(spec, params, funcs)
         from lathe.errors import TargetError
 
         raise TargetError(f"target {target.kind!r} cannot run whole models in this version of lathe")
