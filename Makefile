@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lathe-installed
-APT_PACKAGES := gcc libc6-dev libgomp1 python3-venv
+APT_PACKAGES := gcc libc6-dev libgomp1 python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri
 
 .PHONY: setup demo test bench lint loc clean
 

@@ -38,7 +38,8 @@ def stored_buffers(s) -> set:
 
 
 class GLSLRenderer(CStyleRenderer):
-    types = {"float32": "float", "int32": "int", "int64": "int", "bool": "bool"}
+    types = {"float32": "float", "int32": "int", "bool": "bool",
+             "float64": "float"}  # ES has no double: float64 temporaries (int Pow's) compute in fp32
     math_funcs = ("exp", "log", "sqrt", "tanh", "erf", "pow", "fabs", "floor", "ceil", "fmin", "fmax")
     glsl_math = {"fabs": "abs", "fmin": "min", "fmax": "max"}
     float_suffix: dict = {}
@@ -79,8 +80,11 @@ class GLSLRenderer(CStyleRenderer):
     def param(self, buffer, name: str) -> str:
         if buffer in self.outputs:
             return ""
+        if buffer.dtype not in ("float32", "int32", "bool"):
+            raise UnsupportedError(f"kernel {self.func.name}: {buffer.name} is {buffer.dtype}; GL textures hold "
+                                   f"float32 (and int32/bool exactly up to 2^24)")
         w = tex_shape(buffer.size)[0]
-        load = "texelFetch({0}, ivec2(i % {1}, i / {1}), 0).r".format(name, w)
+        load = f"texelFetch({name}, ivec2(i % {w}, i / {w}), 0).r"
         if buffer.dtype != "float32":
             load = f"{self.types[buffer.dtype]}({load})"
         self.define(f"lathe_load_{name}", self.types[buffer.dtype], "int i", f"return {load};")

@@ -10,6 +10,7 @@ fragment, looping over its reduction axes, into a local accumulator.
 from __future__ import annotations
 
 from lathe import te
+from lathe.errors import ScheduleError
 from lathe.te.tensor import ComputeOp
 
 
@@ -23,6 +24,9 @@ def schedule_fragment(s: te.Schedule, op_out: te.Tensor | None, group_out: te.Te
     if group_out.op.reduce_axis:  # the fragment's output cannot be read back: accumulate in a local
         s.cache_write(group_out, "local")
         out_stage = s[group_out]
+    if not out_stage.op.axis or any(a.extent.value == 0 for a in out_stage.op.axis):
+        raise ScheduleError(f"{group_out.name}: GL kernels need a non-empty output of rank >= 1 (one fragment "
+                            f"per element); shape is {list(group_out.shape)}")
     fused = out_stage.fuse(*out_stage.op.axis) if len(out_stage.op.axis) > 1 else out_stage.op.axis[0]
     out_stage.bind(fused, "fragment")
     for st in s.stages:
