@@ -63,16 +63,16 @@ def models():
 @pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
 def test_model_matches_onnxruntime(models, name: str) -> None:
     ort = pytest.importorskip("onnxruntime")
-    path = models[name]
+    model = models[name]
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    mod = lathe.compile(path, target="opengl")
+    mod = lathe.compile(model, target="opengl")
     got = mod(x)
     err = np.abs(got - want).max() / np.abs(want).max()
     assert err <= 1e-3, f"{name} on opengl: max error {err:.3g} of max |ORT output|"
     # every shader of the model also compiles as GLSL ES 3.00 (Mesa checks the ES rules strictly)
-    g = optimize(load_onnx(path))
+    g = optimize(load_onnx(model))
     for func in lower_groups(g, fuse(g), Target.parse("opengl")):
         es = GLSLRenderer("es").render(func)
         assert es.startswith("#version 300 es")

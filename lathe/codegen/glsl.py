@@ -145,6 +145,10 @@ class GLSLRenderer(CStyleRenderer):
             return self.define("lathe_erf", "float", "float x", "float t = 1.0 / (1.0 + 0.3275911 * abs(x)); "
                                "float y = 1.0 - (((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t "
                                "- 0.284496736) * t + 0.254829592) * t) * exp(-x * x); return sign(x) * y;")
+        if name == "pow":  # GLSL's pow is undefined for x < 0, and for x == 0 with y <= 0; C's is not
+            return self.define("lathe_pow", "float", "float a, float b", "if (b == 0.0) return 1.0; "
+                               f"if (a < 0.0) {{ if (floor(b) != b) return {self.nan}; float r = pow(-a, b); "
+                               "return mod(b, 2.0) == 1.0 ? -r : r; } return pow(a, b);")
         return self.glsl_math.get(name, name)
 
     def floor_divmod(self, op: str, a: str, b: str, dtype: str) -> str:
