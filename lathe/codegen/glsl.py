@@ -23,9 +23,9 @@ DIALECTS = {"330": "#version 330 core", "es": "#version 300 es\nprecision highp 
 
 
 def tex_shape(n: int) -> tuple[int, int]:
-    """(width, height) of the texture holding n elements in row-major texel order."""
-    width = max(1, min(n, TEX_WIDTH))
-    return width, -(-max(n, 1) // width)
+    """(width, height) of the texture holding n elements in row-major texel order. One width for every
+    tensor, so values that are never live together can share one texture (the runtime's pool)."""
+    return TEX_WIDTH, -(-max(n, 1) // TEX_WIDTH)
 
 
 def stored_buffers(s) -> set:

@@ -45,10 +45,12 @@ def available() -> tuple[bool, str]:
     return True, f"{ctx.info['GL_RENDERER']}, GL_MAX_TEXTURE_SIZE {ctx.info['GL_MAX_TEXTURE_SIZE']}"
 
 
-def new_texture(n: int, data: np.ndarray | None = None):
+def new_texture(n: int, data: np.ndarray | None = None, rows: int = 0):
+    """A texture for n elements (at least `rows` rows), filled with `data` when given."""
     ctx = context()
     limit = ctx.info["GL_MAX_TEXTURE_SIZE"]
     w, h = tex_shape(n)
+    h = max(h, rows)
     if h > limit:
         raise TargetError(f"target opengl: a tensor of {n} elements needs a {w}x{h} texture, over "
                           f"GL_MAX_TEXTURE_SIZE {limit}")
@@ -96,8 +98,9 @@ class GLKernel:
                 tex.use(location=unit)
                 uniform.value = unit
         fbo = self.fbos.get(id(out))
-        if fbo is None:
+        if fbo is None:  # a pooled texture may have more rows than this output: draw only the rows it needs
             fbo = self.fbos[id(out)] = (context().framebuffer(color_attachments=[out]), out)
+            fbo[0].viewport = (0, 0, out.width, tex_shape(self.func.params[-1].size)[1])
         fbo[0].use()
         self.vao.render(mode=4, vertices=3)  # GL_TRIANGLES
 
@@ -126,9 +129,18 @@ class GLGraphModule(GraphModule):
         self._bufs = {i["name"]: np.zeros(i["shape"], i["dtype"]) for i in spec["inputs"]}
         sizes = {k: int(np.prod(v["shape"], dtype=np.int64)) for k, v in spec["values"].items()}
         self._tex = {k: new_texture(a.size, a) for k, a in self._params.items()}  # weights: uploaded once
+        self._tex.update({name: new_texture(sizes[name]) for name in self._input_names})
+        # the memory plan's slots hold values never live at once (and never a kernel's input and output
+        # together): one texture per slot, as tall as its largest value
+        rows: dict = {}
+        for name, slot in spec["slot_of"].items():
+            rows[slot] = max(rows.get(slot, 1), tex_shape(sizes[name])[1])
+        pool = {slot: new_texture(1, rows=r) for slot, r in rows.items()}
+        used = {a for st in spec["steps"] for a in st["args"]} | {o["name"] for o in spec["outputs"]}
         for name, n in sizes.items():
-            if name not in self._tex:
-                self._tex[name] = new_texture(n)
+            if name not in self._tex and name in used:
+                slot = spec["slot_of"].get(name)
+                self._tex[name] = pool[slot] if slot is not None else new_texture(n)
         self._steps = [(kernels[st["kernel"]], [self._tex[a] for a in st["args"]]) for st in spec["steps"]]
 
     def _execute(self) -> None:
