@@ -79,6 +79,8 @@ class GLKernel:
         self.name, self.func = func.name, func
         renderer = GLSLRenderer()
         self.source = renderer.render(func)
+        if renderer.outputs[0] is not func.params[-1]:
+            raise TargetError(f"kernel {func.name}: on opengl the output must be the last argument")
         self.uniforms = [renderer.names[id(p)][1] for p in func.params[:-1]]  # names in the shader
         if self.source not in _programs:
             ctx = context()
@@ -111,6 +113,7 @@ class GLKernel:
         texs = [new_texture(a.size, a) for a in arrays[:-1]] + [new_texture(arrays[-1].size)]
         self.run(texs)
         arrays[-1][...] = download(texs[-1], arrays[-1].shape, str(arrays[-1].dtype))
+        self.fbos.pop(id(texs[-1]))[0].release()  # these textures die now; a later one may reuse the id
         for t in texs:
             t.release()
 
