@@ -33,6 +33,10 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
         from lathe.runtime.cuda import build_cuda
 
         return build_cuda(func, t)
+    if t.kind == "opengl":
+        from lathe.runtime.opengl import build_opengl
+
+        return build_opengl(func, t)
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
 

@@ -98,6 +98,10 @@ class GraphModule:
         if target.kind in ("opencl", "cuda"):
             runtime = importlib.import_module(f"lathe.runtime.{target.kind}")
             return runtime.graph_from_funcs(spec, params, funcs)
+        if target.kind == "opengl":
+            from lathe.runtime.opengl import graph_module
+
+            return graph_module(spec, params, funcs)
         from lathe.errors import TargetError
 
         raise TargetError(f"target {target.kind!r} cannot run whole models in this version of lathe")

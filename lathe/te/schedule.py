@@ -13,7 +13,8 @@ from lathe.errors import ScheduleError
 from lathe.expr import IterVar, TensorRead, contains, index_of, transform
 from lathe.te.tensor import ComputeOp, Operation, PlaceholderOp, Tensor
 
-THREAD_TAGS = ("blockIdx.x", "blockIdx.y", "blockIdx.z", "threadIdx.x", "threadIdx.y", "threadIdx.z", "vthread")
+THREAD_TAGS = ("blockIdx.x", "blockIdx.y", "blockIdx.z", "threadIdx.x", "threadIdx.y", "threadIdx.z", "vthread",
+               "fragment")  # fragment: one GL fragment shader invocation per output element
 SCOPES = ("global", "shared", "local")
 
 

@@ -1,0 +1,42 @@
+"""GL schedules (opengl, webgl targets): one fragment computes one output element.
+
+Every target family shares the hook signature `(s, op_out, group_out, target)` (see cpu.py). A
+fragment shader cannot choose where it writes, so the group output's axes are fused into one flat
+index and bound to "fragment": the renderer derives that index from gl_FragCoord. Pointwise
+stages are inlined; every reduction (the conv, a softmax's max and sum) is computed inside the
+fragment, looping over its reduction axes, into a local accumulator.
+"""
+
+from __future__ import annotations
+
+from lathe import te
+from lathe.errors import ScheduleError
+from lathe.te.tensor import ComputeOp
+
+
+def schedule_fragment(s: te.Schedule, op_out: te.Tensor | None, group_out: te.Tensor, target=None) -> None:
+    out_stage = s[group_out]
+    for st in list(s.stages):
+        if st is out_stage or not isinstance(st.op, ComputeOp) or st.attach != "root":
+            continue
+        if not st.op.reduce_axis:
+            st.compute_inline()
+    if group_out.op.reduce_axis:  # the fragment's output cannot be read back: accumulate in a local
+        s.cache_write(group_out, "local")
+        out_stage = s[group_out]
+    if not out_stage.op.axis or any(a.extent.value == 0 for a in out_stage.op.axis):
+        raise ScheduleError(f"{group_out.name}: GL kernels need a non-empty output of rank >= 1 (one fragment "
+                            f"per element); shape is {list(group_out.shape)}")
+    fused = out_stage.fuse(*out_stage.op.axis) if len(out_stage.op.axis) > 1 else out_stage.op.axis[0]
+    out_stage.bind(fused, "fragment")
+    for st in s.stages:
+        if st is not out_stage and isinstance(st.op, ComputeOp) and st.attach == "root":
+            st.compute_at(out_stage, fused)
+
+
+def schedule_injective(s: te.Schedule, out: te.Tensor, target=None) -> None:
+    schedule_fragment(s, None, out, target)
+
+
+SCHEDULES = {"conv": schedule_fragment, "pool": schedule_fragment, "matmul": schedule_fragment,
+             "reduce": schedule_fragment, "injective": schedule_injective}
