@@ -1,8 +1,8 @@
-"""ResNet-18 and EfficientNet-Lite0 on the GPU back ends: lathe `cuda` and `opencl`, each checked against
+"""ResNet-18 and EfficientNet-Lite0 on the GPU back ends: lathe `cuda`, `opencl` and `opengl`, each checked against
 ONNX Runtime (CPU) and timed (mean and median of --runs after warm-up, outputs read back every run), and
 PyTorch's ResNet-18 (eager, torch.compile, CUDA graphs) in the same run when torch is installed.
 
-    python bench/gpu.py [--runs 100] [--targets cuda,opencl] [--models resnet18,efficientnet_lite0]
+    python bench/gpu.py [--runs 100] [--targets cuda,opencl,opengl] [--models resnet18,efficientnet_lite0]
 
 Run on the GPU machine (see shared/device/README.md); saves bench/results/gpu-<time>.json.
 """
@@ -26,7 +26,7 @@ from lathe.zoo import get_model  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--targets", default="cuda,opencl")
+    ap.add_argument("--targets", default="cuda,opencl,opengl")
     ap.add_argument("--models", default="resnet18,efficientnet_lite0")
     args = ap.parse_args()
     import onnxruntime as ort
