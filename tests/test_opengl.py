@@ -4,6 +4,7 @@ Tolerance: the operator cases use test_ops' 1e-5 (llvmpipe computes IEEE fp32, e
 whole models 1e-3 of max |ORT output|, the issue's bound (measured: ~1e-6).
 """
 
+import re
 import subprocess
 import sys
 
@@ -76,6 +77,8 @@ def test_model_matches_onnxruntime(models, name: str) -> None:
     for func in lower_groups(g, fuse(g), Target.parse("opengl")):
         es = GLSLRenderer("es").render(func)
         assert es.startswith("#version 300 es")
+        # GLSL reserves identifiers containing "__"; NVIDIA's compiler refuses them, Mesa's does not
+        assert not re.search(r"\w*__\w*", es.split("\n", 1)[1]), f"{func.name}: reserved identifier"
         opengl.context().program(vertex_shader=ES_VERTEX, fragment_shader=es).release()
 
 

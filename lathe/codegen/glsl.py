@@ -9,6 +9,8 @@ rules have no implicit int/float conversion), so one renderer serves both dialec
 
 from __future__ import annotations
 
+import re
+
 from lathe.codegen.cstyle import RESERVED, CStyleRenderer, UnsupportedError
 from lathe.errors import BuildError
 from lathe.expr import Cast, lanes_of
@@ -59,6 +61,11 @@ class GLSLRenderer(CStyleRenderer):
 
     def reserved(self, name: str) -> bool:
         return name in GLSL_RESERVED or name in RESERVED or super().reserved(name) or name.startswith("gl_")
+
+    def name(self, obj, hint: str) -> str:
+        # GLSL reserves every identifier containing "__" (NVIDIA's compiler enforces it, Mesa does not):
+        # ONNX names such as "onnx::Conv_12" would otherwise become onnx__Conv_12
+        return super().name(obj, re.sub(r"_{2,}", "_", re.sub(r"[^A-Za-z0-9_]", "_", hint)).strip("_") or "v")
 
     def function(self, func: PrimFunc) -> str:
         stored = stored_buffers(func.body)
