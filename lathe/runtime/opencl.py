@@ -94,11 +94,11 @@ def _written(func: PrimFunc) -> list[int]:
 class CLKernel(Kernel):
     """A `Kernel` whose code runs on the OpenCL device; NumPy arrays in, written arguments back in place."""
 
-    def __init__(self, func: PrimFunc, source: str, launch: dict, target: str):
+    def __init__(self, func: PrimFunc, source: str, launch: dict, target: str, program=None):
         import pyopencl as cl
 
         ctx, self._queue, _ = device()
-        program = build_program(source, launch)
+        program = program or build_program(source, launch)
         self._kernel = getattr(program, func.name)
         self._global, self._local = _sizes(launch[func.name])
         self.launch = launch[func.name]
@@ -143,6 +143,16 @@ class CLKernel(Kernel):
 
     def export_library(self, path: str) -> None:
         raise BuildError(f"kernel {self.name}: an OpenCL kernel has no shared library; save .source instead")
+
+
+def build_opencl_many(funcs: list[PrimFunc], target) -> list[CLKernel]:
+    """Several kernels from one OpenCL program: one compiler run (PoCL spends about a second per
+    program, so building many small kernels one by one is slow)."""
+    from lathe.codegen.opencl import render_opencl
+
+    source, launch = render_opencl(funcs)
+    program = build_program(source, launch)
+    return [CLKernel(f, source, launch, str(target), program) for f in funcs]
 
 
 def build_opencl(func: PrimFunc, target) -> CLKernel:
