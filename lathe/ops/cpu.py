@@ -243,9 +243,9 @@ def register_tile(blocks: int, width: int, registers: int) -> tuple[int, int]:
 
 
 def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
-    """Blocked conv (dense or depthwise): parallel over (N, M-tiles, OH); per step a (cb x wt) tile of
-    output-channel vectors x output pixels stays in registers while the reduction runs; the epilogue
-    (bias, activation, residual) is applied to the tile in vectors."""
+    """Blocked conv (dense or depthwise): per step a (cb x wt) tile of output-channel vectors x output
+    pixels is updated in registers; threads share out rows or channel tiles; the epilogue (bias,
+    activation, residual) is applied to the tile in vectors."""
     red = _find(conv_out, ("conv_blocked",))
     if red is None or tuple(group_out.shape) != red.shape:
         return _schedule_fallback(s, conv_out, group_out, target, ("conv_blocked",))
