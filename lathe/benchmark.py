@@ -72,8 +72,9 @@ def save_json(path: str, name: str, payload: dict) -> str:
 
 def fma_peak(target: str = "llvm", threads: int = 2, seconds: float = 0.3) -> float:
     """GFLOP/s of lathe's own convolution micro-kernel on data that stays in L1: each thread repeats a
-    (4 channel vectors x 4 pixels) register tile, 4 vector loads and 4 broadcasts per 16 FMAs. This
-    is the ceiling a convolution schedule can reach on this machine; profiles report layers against it."""
+    (4 channel vectors x 4 pixels) register tile, 4 vector loads and 4 broadcasts per 16 FMAs. Profiles
+    report layers against it. It is a lower bound on the machine's peak, not the peak: large
+    convolutions have measured a few percent above it."""
     import lathe
     from lathe import te
     from lathe.ops.cpu import vector_lanes
