@@ -22,7 +22,7 @@ from lathe.ops.gl import SCHEDULES
 from lathe.runtime import opengl
 from lathe.target import Target
 
-ok, why = opengl.available()
+ok, why = opengl.status()
 pytestmark = pytest.mark.skipif(not ok, reason=f"no OpenGL here: {why}")
 ES_VERTEX = """#version 300 es
 void main() { vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
@@ -109,7 +109,7 @@ def test_no_gl_is_a_target_error(monkeypatch) -> None:
     b = te.compute((4,), lambda i: a[i] + 1.0, name="b")
     with pytest.raises(TargetError, match="EGL"):
         lathe.build(gl_schedule(b), [a, b], target="opengl")
-    usable, reason = opengl.available()
+    usable, reason = opengl.status()
     assert not usable and "eglGetDisplay failed" in reason
 
 

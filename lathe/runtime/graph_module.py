@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from lathe.errors import ArgumentError, ModelError
+from lathe.graph.ir import Value
 from lathe.nd import _aligned_empty
 from lathe.target import Target
 
@@ -63,9 +64,8 @@ class GraphModule:
         for name, slot in spec["slot_of"].items():
             v = spec["values"][name]
             h = v.get("halo", 0)  # (N, C/b, H, W, b) stored inside a zero border h wide
-            stored = [d + 2 * h if k in (2, 3) else d for k, d in enumerate(v["shape"])]
-            nbytes = int(np.prod(stored, dtype=np.int64)) * np.dtype(v["dtype"]).itemsize
-            arr = arenas[slot][:nbytes].view(v["dtype"]).reshape(stored)
+            stored = Value(name, tuple(v["shape"]), v["dtype"], halo=h)
+            arr = arenas[slot][:stored.nbytes].view(v["dtype"]).reshape(stored.stored_shape)
             bufs[name] = arr[:, :, h:-h, h:-h, :] if h else arr  # kernels get the interior's address
         for io in spec["inputs"] + spec["outputs"]:
             if io["name"] not in bufs:
@@ -95,13 +95,9 @@ class GraphModule:
             mod = GraphModule(spec, params, kernels, lib, source)
             mod._lib_path = path
             return mod
-        if target.kind in ("opencl", "cuda"):
+        if target.kind in ("opencl", "cuda", "opengl"):  # device runtimes keep tensors on the device
             runtime = importlib.import_module(f"lathe.runtime.{target.kind}")
             return runtime.graph_from_funcs(spec, params, funcs)
-        if target.kind == "opengl":
-            from lathe.runtime.opengl import graph_module
-
-            return graph_module(spec, params, funcs)
         from lathe.errors import TargetError
 
         raise TargetError(f"target {target.kind!r} cannot run whole models in this version of lathe")

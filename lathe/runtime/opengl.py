@@ -36,7 +36,7 @@ def context():
     return _ctx
 
 
-def available() -> tuple[bool, str]:
+def status() -> tuple[bool, str]:
     """(usable, why not) for `lathe targets`."""
     try:
         ctx = context()
@@ -162,6 +162,6 @@ class GLGraphModule(GraphModule):
         raise TargetError("target opengl: saving compiled models is not supported yet")
 
 
-def graph_module(spec: dict, params: dict, funcs: list) -> GLGraphModule:
+def graph_from_funcs(spec: dict, params: dict, funcs: list) -> GLGraphModule:
     kernels = {f.name: GLKernel(f) for f in funcs}
     return GLGraphModule(spec, params, kernels, "\n".join(k.source for k in kernels.values()))

@@ -149,7 +149,7 @@ def _vec(e: Expr, v: Var, n: int) -> Expr:
                 return Ramp(r.base * c, r.stride * c, n)
             return Binary(x.op, _widen(a, n), _widen(b, n), with_lanes(x.dtype, n))
         if isinstance(x, Load):
-            return Load(x.buffer, tuple(_first(guarded_ramp(i), i, go) for i in x.indices))
+            return Load(x.buffer, tuple(g if (g := guarded_ramp(i)) is not None else go(i) for i in x.indices))
         if isinstance(x, Select):
             return Select(_widen(go(x.cond), n), _widen(go(x.t), n), _widen(go(x.f), n))
         if isinstance(x, Cast):
@@ -171,10 +171,6 @@ def _vec(e: Expr, v: Var, n: int) -> Expr:
         return None
 
     return go(e)
-
-
-def _first(found: Expr | None, i: Expr, go) -> Expr:
-    return go(i) if found is None else found
 
 
 def _widen(e: Expr, n: int) -> Expr:
