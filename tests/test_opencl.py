@@ -8,7 +8,6 @@ schedules; ResNet-18 and EfficientNet-Lite0 run whole, tensors on the device, ag
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -45,18 +44,6 @@ def gpu_schedule(case, outs: list):
     return s
 
 
-def op_cases() -> list:
-    """The first two cases of every operator: PoCL compiles each kernel for about 1.5 s on first launch,
-    so all 300 take ~8 minutes on a fresh 2-core machine (300 of 300 passed so, 2026-11-25).
-    LATHE_OPENCL_ALL_OPS=1 runs every case of test_ops.py."""
-    if os.environ.get("LATHE_OPENCL_ALL_OPS") == "1":
-        return test_ops.CASES
-    seen: dict = {}
-    for c in test_ops.CASES:
-        seen.setdefault(c.op, []).append(c)
-    return [c for cases in seen.values() for c in cases[:2]]
-
-
 @pytest.fixture(scope="module")
 def op_kernels() -> dict:
     """Every operator case of test_ops.py under its gpu schedule, compiled as one OpenCL program
@@ -64,7 +51,7 @@ def op_kernels() -> dict:
     from lathe.runtime.opencl import build_opencl_many
 
     progs, funcs = {}, []
-    for k, case in enumerate(op_cases()):
+    for k, case in enumerate(test_ops.CASES):
         phs, feeds, outs = test_ops.lathe_program(case)
         funcs.append(lathe.lower(gpu_schedule(case, outs), phs + outs, name=f"op{k}"))
         progs[case.id] = (k, feeds, outs)
@@ -72,7 +59,7 @@ def op_kernels() -> dict:
     return {cid: (kernels[k], feeds, outs) for cid, (k, feeds, outs) in progs.items()}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in op_cases()])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in test_ops.CASES])
 def test_op(case, op_kernels) -> None:
     want = test_ops.expected(case)
     kernel, feeds, outs = op_kernels[case.id]
