@@ -13,7 +13,8 @@ import re
 
 from lathe.codegen.cstyle import RESERVED, CStyleRenderer, UnsupportedError
 from lathe.errors import BuildError
-from lathe.expr import Cast, lanes_of
+from lathe.codegen.opencl import nonneg
+from lathe.expr import Binary, Cast, Const, lanes_of
 from lathe.tir.stmt import Allocate, For, IfThenElse, PrimFunc, Seq, Store
 
 TEX_WIDTH = 4096  # texels per row; well inside every GL_MAX_TEXTURE_SIZE (>= 4096 on ES 3.00 devices too)
@@ -91,7 +92,8 @@ class GLSLRenderer(CStyleRenderer):
             raise UnsupportedError(f"kernel {self.func.name}: {buffer.name} is {buffer.dtype}; GL textures hold "
                                    f"float32 (and int32/bool exactly up to 2^24)")
         w = tex_shape(buffer.size)[0]
-        load = f"texelFetch({name}, ivec2(i % {w}, i / {w}), 0).r"
+        shift = w.bit_length() - 1  # w is a power of two and i >= 0: a mask and a shift, no division
+        load = f"texelFetch({name}, ivec2(i & {w - 1}, i >> {shift}), 0).r"
         if buffer.dtype != "float32":
             load = f"{self.types[buffer.dtype]}({load})"
         self.define(f"lathe_load_{name}", self.types[buffer.dtype], "int i", f"return {load};")
@@ -157,6 +159,15 @@ class GLSLRenderer(CStyleRenderer):
                                f"if (a < 0.0) {{ if (floor(b) != b) return {self.nan}; float r = pow(-a, b); "
                                "return mod(b, 2.0) == 1.0 ? -r : r; } return pow(a, b);")
         return self.glsl_math.get(name, name)
+
+    def expr_Binary(self, e: Binary, prec: int = 99) -> str:
+        """Index math on loop variables is never negative: floor division is GLSL's / and % (the helpers
+        below branch on signs in the innermost loops)."""
+        if (e.op in ("//", "%") and e.dtype in ("int32", "int64") and isinstance(e.b, Const) and e.b.value > 0
+                and nonneg(e.a)):
+            text = f"{self.expr(e.a, 13)} {'/' if e.op == '//' else '%'} {self.expr(e.b, 14)}"
+            return text if prec <= 13 else f"({text})"
+        return super().expr_Binary(e, prec)
 
     def floor_divmod(self, op: str, a: str, b: str, dtype: str) -> str:
         if dtype != "int32" and dtype != "int64":

@@ -35,14 +35,14 @@ def launch_of(func: PrimFunc) -> dict:
     return {"groups": groups, "local": local, "shared_bytes": shared[0]}
 
 
-def _nonneg(e) -> bool:
+def nonneg(e) -> bool:
     """True when e is built from loop variables (which count up from 0) and non-negative constants."""
     if isinstance(e, Const):
         return e.value >= 0
     if isinstance(e, Var):
         return e.dtype.startswith("int")  # in lowered IR the only integer variables are loop counters
     if isinstance(e, Binary) and e.op in ("+", "*", "//", "%", "min", "max"):
-        return _nonneg(e.a) and _nonneg(e.b)
+        return nonneg(e.a) and nonneg(e.b)
     return False
 
 
@@ -115,7 +115,7 @@ class GPURenderer(CStyleRenderer):
         """Index math on loop variables is never negative: floor division is C's / and %, which a GPU
         compiler strength-reduces (the base's helper functions branch on signs)."""
         if (e.op in ("//", "%") and not is_float(e.dtype) and lanes_of(e.dtype) == 1 and isinstance(e.b, Const)
-                and e.b.value > 0 and _nonneg(e.a)):
+                and e.b.value > 0 and nonneg(e.a)):
             text = f"{self.expr(e.a, 13)} {'/' if e.op == '//' else '%'} {self.expr(e.b, 14)}"
             return text if prec <= 13 else f"({text})"
         return super().expr_Binary(e, prec)

@@ -32,6 +32,20 @@ def schedule_fragment(s: te.Schedule, op_out: te.Tensor | None, group_out: te.Te
     for st in s.stages:
         if st is not out_stage and isinstance(st.op, ComputeOp) and st.attach == "root":
             st.compute_at(out_stage, fused)
+        if isinstance(st.op, ComputeOp) and st.op.reduce_axis:
+            _unroll_reduction(st)
+
+
+def _unroll_reduction(acc) -> None:
+    """Unroll small window axes (kernel taps) and 4 steps of the outer reduction axis, so each loop
+    iteration issues many independent texture fetches instead of waiting on one."""
+    first, *window = acc.op.reduce_axis
+    if first.extent.value % 4 == 0 and first.extent.value > 4:
+        _, inner = acc.split(first, 4)
+        acc.unroll(inner)
+    for r in window:
+        if r.extent.value <= 7:
+            acc.unroll(r)
 
 
 def schedule_injective(s: te.Schedule, out: te.Tensor, target=None) -> None:
