@@ -107,3 +107,26 @@ def test_vector_math_uses_libmvec_and_survives_export(tmp_path):
     b2 = np.empty(96, "float32")
     load_module(path)(a, b2)
     np.testing.assert_array_equal(b, b2)
+
+
+@pytest.mark.parametrize("target", ["llvm", "opencl", "opengl", "cuda"])
+def test_profile_times_every_kernel_in_order(target):
+    """GraphModule.profile on every runtime: one row per step, in execution order, each timed alone."""
+    import importlib
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    if target != "llvm":
+        ok, why = importlib.import_module(f"lathe.runtime.{target}").status()
+        if not ok:
+            pytest.skip(f"no {target} device: {why}")
+    w = np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 1, 1])],
+                          [numpy_helper.from_array(w, "w")])
+    mod = lathe.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), target)
+    rows = mod.profile({"x": np.ones((1, 3, 16, 16), np.float32)}, repeat=3)
+    assert [r["kernel"] for r in rows] == [st["kernel"] for st in mod.spec["steps"]] and len(rows) >= 2
+    assert all(r["ms"] > 0 for r in rows) and abs(sum(r["percent"] for r in rows) - 100) < 1e-6

@@ -197,6 +197,12 @@ class CUDAGraphModule(GraphModule):
                 self._launch_all()
         self._stream.synchronize()
 
+    def _run_step(self, k: int) -> None:
+        fn, grid, block, args = self._steps[k]
+        with self._stream:
+            fn(grid, block, args)
+        self._stream.synchronize()
+
     def _output(self, name: str) -> np.ndarray:
         if name in self._params:
             return np.array(self._params[name])

@@ -180,9 +180,9 @@ class GraphModule:
         clock = time.perf_counter
         times = np.zeros((repeat, len(self._steps)))
         for r in range(repeat):
-            for k, (fn, ptrs) in enumerate(self._steps):
+            for k in range(len(self._steps)):
                 t0 = clock()
-                fn(*ptrs)
+                self._run_step(k)
                 times[r, k] = clock() - t0
         ms = np.median(times, axis=0) * 1e3
         total = float(ms.sum()) or 1.0
@@ -193,6 +193,11 @@ class GraphModule:
                          "percent": 100 * float(t) / total, "flops": flops,
                          "gflops": flops / float(t) / 1e6 if flops and t > 0 else 0.0})
         return rows
+
+    def _run_step(self, k: int) -> None:
+        """Run kernel k alone and wait for it (device modules override: launch, then synchronize)."""
+        fn, ptrs = self._steps[k]
+        fn(*ptrs)
 
     # ------------------------------------------------------------------ artifacts
     def save(self, path: str) -> None:

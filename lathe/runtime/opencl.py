@@ -225,27 +225,12 @@ class CLGraphModule(GraphModule):
             cl.enqueue_copy(self._queue, out, self._dev[name])
         return out
 
-    def profile(self, feed: dict, repeat: int = 20) -> list:
-        """Per-kernel median times (each kernel enqueued and waited for on its own), slowest first."""
-        import time
-
+    def _run_step(self, k: int) -> None:
         import pyopencl as cl
 
-        self._feed(feed)
-        self._execute()
-        rows = []
-        for st, (kernel, gsize, lsize) in zip(self.spec["steps"], self._steps):
-            ts = []
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                cl.enqueue_nd_range_kernel(self._queue, kernel, gsize, lsize)
-                self._queue.finish()
-                ts.append(time.perf_counter() - t0)
-            rows.append({"kernel": st["kernel"], "ops": "+".join(st["ops"]), "ms": float(np.median(ts)) * 1e3})
-        total = sum(r["ms"] for r in rows) or 1.0
-        for r in rows:
-            r["percent"] = 100 * r["ms"] / total
-        return sorted(rows, key=lambda r: -r["ms"])
+        kernel, gsize, lsize = self._steps[k]
+        cl.enqueue_nd_range_kernel(self._queue, kernel, gsize, lsize)
+        self._queue.finish()
 
     def _write_library(self, dest: str) -> None:
         with open(dest, "w") as fh:

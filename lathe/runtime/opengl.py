@@ -152,6 +152,11 @@ class GLGraphModule(GraphModule):
         for kernel, texs in self._steps:
             kernel.run(texs)
 
+    def _run_step(self, k: int) -> None:
+        kernel, texs = self._steps[k]
+        kernel.run(texs)
+        context().finish()
+
     def _output(self, name: str) -> np.ndarray:
         if name in self._params:
             return np.array(self._params[name])
