@@ -37,6 +37,10 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
         from lathe.runtime.opengl import build_opengl
 
         return build_opengl(func, t)
+    if t.kind == "webgpu":
+        from lathe.runtime.webgpu import build_webgpu
+
+        return build_webgpu(func, t)
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
 

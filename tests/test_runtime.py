@@ -26,9 +26,14 @@ def test_bad_target_strings_are_clear_errors(bad):
 
 
 def test_target_without_codegen_says_so():
+    from lathe.target import BUILDABLE, KINDS
+
+    missing = [k for k in KINDS if k not in BUILDABLE]
+    if not missing:
+        pytest.skip("every target kind has a code generator now")
     s, args = add_one()
     with pytest.raises(lathe.TargetError, match="no code generator"):
-        lathe.build(s, args, target="webgpu")
+        lathe.build(s, args, target=missing[0])
 
 
 def test_kernel_takes_numpy_and_lathe_arrays(target):

@@ -186,9 +186,13 @@ class CStyleRenderer:
             if (parents.get(id(e), 0) > 1 and size[id(e)] >= 16 and (safe[id(e)] or id(e) in eager)
                     and lanes_of(e.dtype) == 1 and e.dtype != "bool" and not isinstance(e, (Var, Const))):
                 name = self.fresh("cse")
-                self.emit(f"{self.type_name(e.dtype)} {name} = {self.expr(e, 0)};")
+                self.emit(self.declare(e.dtype, name, self.expr(e, 0)))
                 temps[id(e)] = name  # after rendering: the declaration spells the node out once
         return temps
+
+    def declare(self, dtype: str, name: str, value: str) -> str:
+        """A local that is assigned once."""
+        return f"{self.type_name(dtype)} {name} = {value};"
 
     def fresh(self, hint: str) -> str:
         name, k = hint, 1

@@ -80,7 +80,7 @@ class GPURenderer(CStyleRenderer):
         self.emit("{")
         self.depth += 1
         v = self.name(s.var, s.var.name)
-        self.emit(f"{self.type_name(s.var.dtype)} {v} = {self.index_names[s.thread_tag]};")
+        self.emit(self.declare(s.var.dtype, v, self.index_names[s.thread_tag]))
         if s.extent.value < size:
             self.emit(f"if ({v} < {s.extent.value}) {{")
             self.block(s.body)

