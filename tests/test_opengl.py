@@ -45,10 +45,6 @@ def gl_schedule(out: te.Tensor, hook: str = "injective") -> te.Schedule:
 def test_op_on_opengl(case) -> None:
     want = test_ops.expected(case)
     phs, feeds, outs = test_ops.lathe_program(case)
-    if any(t.dtype not in ("float32", "int32", "bool") for t in [*phs, *outs]):
-        pytest.skip("int64/8-bit tensors: GL textures hold fp32 (ints exact only to 2^24), not supported yet")
-    if not outs[0].op.input_tensors() or not outs[0].shape or 0 in [int(d) for d in outs[0].shape]:
-        pytest.skip("0-d, empty or input-less outputs have no fragments to run (ScheduleError on opengl)")
     got = test_ops.run(gl_schedule(outs[0], OPS[case.op].schedule or "injective"), phs, feeds, outs, "opengl")
     test_ops.compare(got, want, f"{case.id} on opengl")
 

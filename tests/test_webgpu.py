@@ -24,17 +24,12 @@ from test_opencl import check_cat, check_resnet18_round_trip, gpu_schedule  # no
 
 from lathe.ops import gpu  # noqa: E402
 
-SUPPORTED = ("float32", "int32")  # WebGPU storage buffers here: f32 and i32
-
-
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in test_ops.CASES])
 def test_op(case) -> None:
     phs, feeds, outs = test_ops.lathe_program(case)
-    if any(t.dtype not in SUPPORTED for t in [*phs, *outs]):
-        pytest.skip("int64, 8-bit and bool tensors: WebGPU storage buffers hold f32/i32 here, not supported yet")
     want = test_ops.expected(case)
     kernel = lathe.build(gpu_schedule(case, outs), phs + outs, target="webgpu", name="op")
-    got = [np.full(t.shape, -7, t.dtype) for t in outs]
+    got = [np.full(t.shape, 7, t.dtype) for t in outs]  # poison: the kernel must overwrite it
     kernel(*feeds, *got)
     test_ops.compare(got, want, f"{case.id} on webgpu")
 

@@ -41,7 +41,7 @@ def stored_buffers(s) -> set:
 
 
 class GLSLRenderer(CStyleRenderer):
-    types = {"float32": "float", "int32": "int", "bool": "bool",
+    types = {"float32": "float", "int32": "int", "bool": "bool", "int64": "int", "int8": "int", "uint8": "int",
              "float64": "float"}  # ES has no double: float64 temporaries (int Pow's) compute in fp32
     math_funcs = ("exp", "log", "sqrt", "tanh", "erf", "pow", "fabs", "floor", "ceil", "fmin", "fmax")
     glsl_math = {"fabs": "abs", "fmin": "min", "fmax": "max"}
@@ -70,13 +70,14 @@ class GLSLRenderer(CStyleRenderer):
 
     def function(self, func: PrimFunc) -> str:
         stored = stored_buffers(func.body)
-        self.outputs = [b for b in func.params if id(b) in stored]
+        self.outputs = ([b for b in func.params if id(b) in stored]
+                        or [b for b in func.params[-1:] if b.size == 0])  # an empty output: nothing to store
         if len(self.outputs) != 1:
             raise UnsupportedError(f"kernel {func.name}: a fragment shader writes one output, this kernel "
                                    f"writes {len(self.outputs)}")
         self.fragments = 0
         text = super().function(func)
-        if self.fragments != 1:
+        if self.fragments != 1 and not (self.fragments == 0 and self.outputs[0].size <= 1):
             raise UnsupportedError(f"kernel {func.name}: no loop bound to \"fragment\"; schedule it with "
                                    "the gl family (lathe/ops/gl.py)")
         return text
@@ -88,9 +89,9 @@ class GLSLRenderer(CStyleRenderer):
     def param(self, buffer, name: str) -> str:
         if buffer in self.outputs:
             return ""
-        if buffer.dtype not in ("float32", "int32", "bool"):
+        if buffer.dtype not in self.types or buffer.dtype == "float64":
             raise UnsupportedError(f"kernel {self.func.name}: {buffer.name} is {buffer.dtype}; GL textures hold "
-                                   f"float32 (and int32/bool exactly up to 2^24)")
+                                   f"float32, and integers exactly within +-2^24")
         w = tex_shape(buffer.size)[0]
         shift = w.bit_length() - 1  # w is a power of two and i >= 0: a mask and a shift, no division
         load = f"texelFetch({name}, ivec2(i & {w - 1}, i >> {shift}), 0).r"

@@ -5,7 +5,8 @@ barriers; this file spells them in WGSL: kernel arguments are storage buffers of
 unless the kernel writes them, since WebGPU forbids two writable bindings of one buffer), shared
 arrays are module-scope `var<workgroup>`, locals are `var`/`let` with the type after the name, and
 C's `c ? a : b` becomes `select(b, a, c)`. WGSL has no implicit conversions; the IR's casts are
-explicit already. Buffers hold f32 or i32: a kernel over other types is an UnsupportedError.
+explicit already. Buffers hold f32 or i32: int64, 8-bit and bool tensors are stored as i32 (the runtime
+converts them), so int64 values must fit in 32 bits.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ premerge priv protected pub public readonly ref regardless register reinterpret_
 self set shared sizeof smooth snorm static static_assert static_cast std subroutine super target template this
 thread_local throw trait try type typedef typeid typename typeof union unless unorm unsafe unsized use using varying
 virtual volatile wgsl where with writeonly yield select bitcast abs min max workgroupBarrier""".split())
+STORAGE = ("float32", "int32", "int64", "int8", "uint8", "bool")  # all but float32 stored as i32
 MAX_GROUPS = 65535  # WebGPU's default maxComputeWorkgroupsPerDimension
 
 
 class WGSLRenderer(GPURenderer):
-    types = {"float32": "f32", "int32": "i32", "bool": "bool",
+    types = {"float32": "f32", "int32": "i32", "bool": "bool", "int64": "i32", "int8": "i32", "uint8": "i32",
              "float64": "f32"}  # WGSL has no f64: float64 temporaries (int Pow's) compute in f32
     math_funcs = ("exp", "log", "sqrt", "tanh", "erf", "pow", "fabs", "floor", "ceil", "fmin", "fmax")
     wgsl_math = {"fabs": "abs", "fmin": "min", "fmax": "max"}
@@ -72,13 +74,13 @@ class WGSLRenderer(GPURenderer):
                 "@builtin(local_invocation_id) lathe_local: vec3<u32>)")
 
     def param(self, buffer, name: str) -> str:
-        if buffer.dtype not in ("float32", "int32"):
+        if buffer.dtype not in STORAGE:
             raise UnsupportedError(f"kernel {self.func.name}: {buffer.name} is {buffer.dtype}; WebGPU storage buffers "
-                                   "here hold float32 or int32")
+                                   f"here hold {', '.join(STORAGE)}")
         k = self.bindings
         access = "read_write" if k in self.written else "read"
         self.module_vars.append(f"@group(0) @binding({k}) var<storage, {access}> {name}: "
-                                f"array<{self.types[buffer.dtype]}>;")
+                                f"array<{'f32' if buffer.dtype == 'float32' else 'i32'}>;")
         self.bindings += 1
         return name
 
@@ -101,6 +103,17 @@ class WGSLRenderer(GPURenderer):
         name = self.name(buf, buf.name)
         self.module_vars.append(f"var<workgroup> {name}: array<{self.type_name(buf.dtype)}, {buf.size}>;")
         self.stmt(s.body)
+
+    def stmt_Store(self, s) -> None:
+        if s.buffer.dtype == "bool" and s.buffer in self.func.params:  # bool tensors are stored as i32 0/1
+            idx = self.one_index(s.buffer, s.indices)
+            value = f"select(0, 1, {self.expr(s.value)})"
+            return self.emit(f"{self.lookup(s.buffer, 'buffer')}[{self.expr(idx, 0)}] = {value};")
+        super().stmt_Store(s)
+
+    def expr_Load(self, e) -> str:
+        text = super().expr_Load(e)
+        return f"({text} != 0)" if e.buffer.dtype == "bool" and e.buffer in self.func.params else text
 
     def local_array(self, ctype: str, name: str, size: int) -> str:
         return f"var {name}: array<{ctype}, {size}>;"

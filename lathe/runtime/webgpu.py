@@ -116,7 +116,7 @@ def _buffer(nbytes: int, data: np.ndarray | None = None):
     size = max(4, -(-nbytes // 4) * 4)
     if data is not None and data.size:
         raw = np.zeros(size, np.uint8)
-        raw[:data.nbytes] = np.ascontiguousarray(data).view(np.uint8).ravel()
+        raw[:data.nbytes] = data.view(np.uint8).ravel()
         return device().create_buffer_with_data(data=raw, usage=usage)
     return device().create_buffer(size=size, usage=usage)
 
@@ -137,8 +137,22 @@ def _run(steps: list) -> None:
     # on_submitted_work_done_sync fails with a ctypes signature error)
 
 
-def _nbytes(shape, dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+def _nbytes(shape) -> int:
+    """Bytes of a tensor in a storage buffer: every element takes 4 (f32, or i32 for the integer types)."""
+    return int(np.prod(shape, dtype=np.int64)) * 4
+
+
+def _stored(a: np.ndarray) -> np.ndarray:
+    """The array as the shader sees it: float32 stays, every integer and bool type becomes int32."""
+    return np.ascontiguousarray(a, np.float32 if a.dtype == np.float32 else np.int32)
+
+
+def _read(buf, shape, dtype) -> np.ndarray:
+    n = int(np.prod(shape, dtype=np.int64))
+    if not n:
+        return np.zeros(shape, dtype)
+    raw = device().queue.read_buffer(buf, 0, n * 4)
+    return np.frombuffer(raw, np.float32 if np.dtype(dtype) == np.float32 else np.int32).astype(dtype).reshape(shape)
 
 
 class WGPUKernel(Kernel):
@@ -153,9 +167,9 @@ class WGPUKernel(Kernel):
         specs = param_specs(func)
         self._written = [k for k, line in enumerate(re.findall(r"^@group\(0\).*$", source, re.M))
                          if "read_write" in line]
-        self._sizes = [_nbytes(p["shape"], p["dtype"]) for p in specs]
+        self._sizes = [_nbytes(p["shape"]) for p in specs]
         self._dev = [_buffer(n) for n in self._sizes]
-        self._group = self.pipe.bind([(b, max(4, -(-n // 4) * 4)) for b, n in zip(self._dev, self._sizes)])
+        self._group = self.pipe.bind([(b, max(4, n)) for b, n in zip(self._dev, self._sizes)])
         super().__init__(func.name, specs, lambda *_: _run([(self.pipe, self._group)]), None, source, func, target)
 
     def _upload(self, args) -> list:
@@ -163,16 +177,14 @@ class WGPUKernel(Kernel):
         arrays = [a._data if hasattr(a, "_data") else a for a in args]
         for buf, arr in zip(self._dev, arrays):
             if arr.size:
-                device().queue.write_buffer(buf, 0, np.ascontiguousarray(arr))
+                device().queue.write_buffer(buf, 0, _stored(arr))
         return arrays
 
     def __call__(self, *args) -> None:
         arrays = self._upload(args)
         _run([(self.pipe, self._group)])
         for k in self._written:
-            if arrays[k].size:
-                raw = device().queue.read_buffer(self._dev[k], 0, self._sizes[k])
-                arrays[k][...] = np.frombuffer(raw, arrays[k].dtype).reshape(arrays[k].shape)
+            arrays[k][...] = _read(self._dev[k], arrays[k].shape, arrays[k].dtype)
 
     def time(self, *args, number: int = 1, repeat: int = 10, warmup: int = 2):
         """Seconds per kernel run on data already on the device (the copies are not timed)."""
@@ -200,22 +212,25 @@ class WGPUGraphModule(GraphModule):
         self.spec, self.target, self.stats = spec, spec["target"], {}
         self.source = "\n".join(f"{SEPARATOR}{name}\n{src}" for name, src in sources.items())
         self._params = {name: np.ascontiguousarray(a) for name, a in params.items()}
-        dev = {name: _buffer(a.nbytes, a) for name, a in self._params.items()}
-        slots = [_buffer(n) for n in spec["slots"]]
+        dev = {name: _buffer(a.size * 4, _stored(a)) for name, a in self._params.items()}
+        values = spec["values"]
+        slot_bytes = [0] * len(spec["slots"])  # the plan sized slots in the tensors' own types; here each is 4 bytes
+        for name, slot in spec["slot_of"].items():
+            slot_bytes[slot] = max(slot_bytes[slot], _nbytes(values[name]["shape"]))
+        slots = [_buffer(n) for n in slot_bytes]
         for name, slot in spec["slot_of"].items():
             dev[name] = slots[slot]  # every value of a slot starts at its offset 0
         for io in spec["inputs"] + spec["outputs"]:
             if io["name"] not in dev:
-                dev[io["name"]] = _buffer(_nbytes(io["shape"], io["dtype"]))
+                dev[io["name"]] = _buffer(_nbytes(io["shape"]))
         self._dev = dev
         self._bufs = {io["name"]: np.empty(io["shape"], io["dtype"]) for io in spec["inputs"]}
         self._input_names = [i["name"] for i in spec["inputs"]]
         pipes = {name: Pipeline(name, src, spec["launch"][name], src.count("@group(0)"))
                  for name, src in sources.items()}
-        values = spec["values"]
         self._steps = []
         for st in spec["steps"]:
-            sizes = [max(4, -(-_nbytes(values[a]["shape"], values[a]["dtype"]) // 4) * 4) for a in st["args"]]
+            sizes = [max(4, _nbytes(values[a]["shape"])) for a in st["args"]]
             pipe = pipes[st["kernel"]]
             self._steps.append((pipe, pipe.bind([(dev[a], n) for a, n in zip(st["args"], sizes)])))
 
@@ -223,7 +238,7 @@ class WGPUGraphModule(GraphModule):
         super()._feed(feed)
         for name in self._input_names:
             if self._bufs[name].size:
-                device().queue.write_buffer(self._dev[name], 0, self._bufs[name])
+                device().queue.write_buffer(self._dev[name], 0, _stored(self._bufs[name]))
 
     def _execute(self) -> None:
         _run(self._steps)
@@ -235,9 +250,7 @@ class WGPUGraphModule(GraphModule):
         if name in self._params:
             return np.array(self._params[name])
         v = self.spec["values"][name]
-        n = _nbytes(v["shape"], v["dtype"])
-        raw = device().queue.read_buffer(self._dev[name], 0, max(4, -(-n // 4) * 4)) if n else b""
-        return np.frombuffer(raw, v["dtype"], count=n // np.dtype(v["dtype"]).itemsize).reshape(v["shape"]).copy()
+        return _read(self._dev[name], tuple(v["shape"]), v["dtype"])
 
     def _write_library(self, dest: str) -> None:
         with open(dest, "w") as fh:
