@@ -8,6 +8,7 @@ dtypes are strings: "float32", "int32", "bool", ... and "float32x16" for a 16-la
 
 from __future__ import annotations
 
+import ctypes
 import math
 from typing import Any
 from collections.abc import Callable
@@ -93,6 +94,8 @@ class Const(Expr):
         self.dtype = check_dtype(dtype)
         s = scalar_of(dtype)
         self.value = bool(value) if s == "bool" else (float(value) if is_float(s) else int(value))
+        if s == "float32":  # hold what float32 holds, so a folded chain rounds like the kernel's arithmetic
+            self.value = ctypes.c_float(self.value).value
 
     def __bool__(self):
         return bool(self.value)

@@ -48,3 +48,14 @@ def test_min_max_resolved_by_ranges():
     an = Analyzer({i: (0, 7)})
     assert str(an.simplify(binary("min", i, 8))) == "i"
     assert str(an.simplify(binary("max", i, -1))) == "i"
+
+
+def test_float32_constants_fold_like_float32_arithmetic():
+    """Folding a float32 chain in float64 gave 4.9999998 where the kernel computes 5.0 (a linear Resize
+    then truncated it to the wrong pixel once its lanes were unrolled): every float32 Const holds a float32."""
+    import numpy as np
+
+    assert Const(0.1, "float32").value == float(np.float32(0.1))
+    x = binary("*", binary("/", Const(3.0, "float32"), Const(0.6, "float32")), Const(1.0, "float32"))
+    want = np.float32(3.0) / np.float32(0.6)
+    assert simplify(x).value == float(want) and float(want) == 5.0

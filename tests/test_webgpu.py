@@ -99,3 +99,23 @@ def test_resnet18_matches_onnxruntime_and_round_trips(zoo_models, tmp_path) -> N
 
 def test_efficientnet_lite0_classifies_the_cat(zoo_models) -> None:
     check_cat(zoo_models, "webgpu")
+
+
+def test_opengl_still_runs_after_wgpu_starts() -> None:
+    """wgpu-native makes its own EGL context current while it enumerates adapters; lathe's GL runtime must
+    make its context current again (it failed with "cannot create program")."""
+    from lathe.ops.gl import schedule_injective
+    from lathe.runtime import opengl, webgpu
+
+    if not opengl.status()[0]:
+        pytest.skip(f"no OpenGL here: {opengl.status()[1]}")
+    opengl.context()
+    webgpu.device()
+    A = te.placeholder((8,), name="A")
+    B = te.compute((8,), lambda i: A[i] * 2.0 + 0.5, name="B")  # a shader no earlier test compiled
+    s = te.create_schedule(B)
+    schedule_injective(s, B, "opengl")
+    k = lathe.build(s, [A, B], target="opengl")
+    x, y = np.arange(8, dtype=np.float32), np.zeros(8, np.float32)
+    k(x, y)
+    np.testing.assert_array_equal(y, x * 2 + 0.5)

@@ -21,9 +21,13 @@ _programs: dict = {}
 
 
 def context():
-    """The shared moderngl context; lathe.TargetError naming what is missing when GL cannot start."""
+    """The shared moderngl context, made current; lathe.TargetError naming what is missing when GL cannot
+    start. Made current on every call: another library in the process (wgpu-native enumerating its GL
+    adapters) may have made its own EGL context current, and GL calls would then fail."""
     global _ctx
-    if _ctx is None:
+    if _ctx is not None:
+        _ctx.__enter__()
+    else:
         try:
             import moderngl
         except ImportError as e:
@@ -68,6 +72,7 @@ def upload(tex, data: np.ndarray) -> None:
 
 
 def download(tex, shape: tuple, dtype: str) -> np.ndarray:
+    context()
     flat = np.frombuffer(tex.read(), np.float32)[:int(np.prod(shape, dtype=np.int64))]
     return flat.astype(dtype).reshape(shape)
 
@@ -147,6 +152,7 @@ class GLGraphModule(GraphModule):
         self._steps = [(kernels[st["kernel"]], [self._tex[a] for a in st["args"]]) for st in spec["steps"]]
 
     def _execute(self) -> None:
+        context()
         for name in self._input_names:
             upload(self._tex[name], self._bufs[name])
         for kernel, texs in self._steps:
