@@ -109,8 +109,13 @@ def fma_peak(target: str = "llvm", threads: int = 2, seconds: float = 0.3) -> fl
     return 2 * threads * reps * k * 16 * lanes / best / 1e9
 
 
-def peer_runner(peer: str, model, feed: dict, threads: int):
-    """A zero-argument callable running `model` in a peer system, or ImportError if it is not installed."""
+PEERS = ("onnxruntime", "torch", "torch-compile")
+
+
+def peer_runner(peer: str, model, feed: dict, threads: int, name: str | None = None):
+    """A zero-argument callable running `model` in a peer system, or ImportError if it is not installed.
+    The torch peers run the zoo's nn.Module of the model called `name` (same weights), eagerly or
+    through torch.compile's default back end (inductor), compiled here by a first call."""
     if peer == "onnxruntime":
         import onnxruntime as ort
 
@@ -118,11 +123,28 @@ def peer_runner(peer: str, model, feed: dict, threads: int):
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         return lambda: sess.run(None, feed)
-    raise ValueError(f"unknown peer {peer!r}; peers: onnxruntime (torch and torch-compile come with the "
-                     "PyTorch front end)")
+    if peer in ("torch", "torch-compile"):
+        import torch
+
+        from lathe.zoo.torch_models import MODULES
+
+        if name not in MODULES:
+            raise ValueError(f"peer {peer} runs the zoo's PyTorch modules: {', '.join(MODULES)}; not {name!r}")
+        torch.set_num_threads(threads)
+        net = MODULES[name]()
+        fn = torch.compile(net) if peer == "torch-compile" else net
+        args = [torch.from_numpy(v) for v in feed.values()]
+
+        def run():
+            with torch.inference_mode():
+                return fn(*args)
+
+        run()  # torch.compile compiles on the first call: not timed
+        return run
+    raise ValueError(f"unknown peer {peer!r}; peers: {', '.join(PEERS)}")
 
 
-def bench_model(model, targets: list, runs: int, threads: int, peers: list) -> dict:
+def bench_model(model, targets: list, runs: int, threads: int, peers: list, name: str | None = None) -> dict:
     """Median/p10/p90 of lathe on each target and of each peer, plus each one's ratio to the fastest peer."""
     import lathe
     from lathe.frontend.onnx import parse
@@ -137,7 +159,7 @@ def bench_model(model, targets: list, runs: int, threads: int, peers: list) -> d
             feed = {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in mod.spec["inputs"]}
         systems[f"lathe {t}"] = mod.bind(feed)
     for p in peers:
-        systems[p] = peer_runner(p, proto, feed, threads)
+        systems[p] = peer_runner(p, proto, feed, threads, name)
     res = {k: stats(v) for k, v in interleaved(systems, runs).items()}
     best_peer = min((res[p]["median_ms"] for p in peers), default=None)
     for r in res.values():

@@ -46,8 +46,11 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
 
 
 def compile(model, target: str | Target = "llvm", shapes: dict | None = None, constants: dict | None = None,
-            verbose: bool = False, limits=None):
-    """Compile a model (ONNX path, bytes or ModelProto) for `target`; returns a callable GraphModule.
+            verbose: bool = False, limits=None, example_inputs: tuple | None = None):
+    """Compile a model for `target`; returns a callable GraphModule.
+
+    `model` is an ONNX model (path, bytes or ModelProto), a PyTorch nn.Module or ExportedProgram (with
+    `example_inputs`, a tuple of tensors of the shapes it will be called with), or a lathe graph.
 
     `shapes` fixes input shapes ({name: shape}); symbolic dimensions default to 1.
     `constants` ({name: array}) freezes graph inputs whose values are known at compile time.
@@ -60,7 +63,20 @@ def compile(model, target: str | Target = "llvm", shapes: dict | None = None, co
     if t.kind not in BUILDABLE:
         raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                           f"(available: {', '.join(BUILDABLE)})")
+    from lathe.graph.ir import Graph
+
+    if isinstance(model, Graph):
+        return compile_graph(model, t, verbose=verbose)
+    if type(model).__module__.startswith("torch") or _is_torch_module(model):
+        from lathe.frontend.torch import load_torch
+
+        return compile_graph(load_torch(model, example_inputs), t, verbose=verbose)
     return compile_graph(load_onnx(model, shapes, constants, limits), t, verbose=verbose)
+
+
+def _is_torch_module(model) -> bool:
+    """An nn.Module subclass defined in the user's code (its own module is not torch's)."""
+    return any(c.__module__ == "torch.nn.modules.module" for c in type(model).__mro__)
 
 
 def load(path: str):

@@ -162,7 +162,7 @@ def cmd_bench(args) -> int:
 
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    res = bench_model(resolve_model(args.model), targets, args.runs, args.threads, peers)
+    res = bench_model(resolve_model(args.model), targets, args.runs, args.threads, peers, name=args.model)
     print(f"{args.model}, {args.threads} threads, median of {args.runs} (same process, alternating blocks):")
     print(f"  {'system':24s} {'median ms':>10s} {'p10':>8s} {'p90':>8s}  {'vs fastest peer':>15s}")
     for name, r in res.items():
@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p = cmd("bench", cmd_bench, "time lathe against peers in one process (median, p10, p90, ratios)")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--peers", default="onnxruntime", help="comma-separated: onnxruntime")
+    p.add_argument("--peers", default="onnxruntime",
+                   help="comma-separated: onnxruntime, torch, torch-compile (the torch ones for zoo models)")
     p.add_argument("--json", help="save the results (and the machine's description) to this file")
     p.add_argument("--plot", help="save a bar chart to this PNG file (needs matplotlib)")
     p.add_argument("--profile", action="store_true",
