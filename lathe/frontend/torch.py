@@ -339,3 +339,9 @@ def register() -> None:
 
     if "lathe" not in list_backends(exclude_tags=()):
         register_backend(lathe_backend, name="lathe")
+
+
+try:  # importing this module registers the back end too, for an uninstalled checkout (no entry point)
+    register()
+except ImportError:
+    pass

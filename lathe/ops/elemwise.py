@@ -91,10 +91,13 @@ _binary("Pow", lambda a, b: _pow(a, b))
 
 
 def _pow(a, b):
-    # the result has the base's type; integer powers go through float64 and truncate, as ONNX Runtime does
+    # the result has the base's type; integer powers go through float64 and truncate, as ONNX Runtime does.
+    # A GPU's pow may land an ulp below an exact integer (NVIDIA's OpenCL: 4^3 -> 63.99..): a power with
+    # a non-negative exponent is an integer, so it is rounded before the cast
     if a.dtype.startswith("float"):
         return te.pow(a, b if b.dtype == a.dtype else te.cast(b, a.dtype))
-    return te.cast(te.pow(te.cast(a, "float64"), te.cast(b, "float64")), a.dtype)
+    p = te.pow(te.cast(a, "float64"), te.cast(b, "float64"))
+    return te.cast(te.if_then_else(b >= 0, te.floor(p + 0.5), p), a.dtype)
 
 
 def _int_div(a, b):
