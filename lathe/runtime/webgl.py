@@ -84,3 +84,15 @@ class WebGLGraphModule(GraphModule):
 def graph_from_funcs(spec: dict, params: dict, funcs: list) -> WebGLGraphModule:
     plan, blob, programs = build_plan(spec, params, funcs, "es")
     return WebGLGraphModule(spec, plan, blob, programs)
+
+
+def status() -> tuple[bool, str]:
+    """(usable, why not) for `lathe targets`: a browser to drive, or a URL to open in one's own."""
+    from lathe.rpc.server import chromium_path
+
+    exe = chromium_path()
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return True, "no Playwright: lathe.rpc prints a URL to open in your browser"
+    return True, f"headless {exe} through Playwright" if exe else "no chromium: lathe.rpc prints a URL to open"
