@@ -33,6 +33,11 @@ def session():
     s.close()
 
 
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the page's requests are not news
+        pass
+
+
 def matches_ort(model, feeds: dict, session, what: str) -> None:
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)
@@ -86,8 +91,7 @@ def test_static_page_classifies_the_cat(session, tmp_path) -> None:
 
     out = export_web("efficientnet_lite0", str(tmp_path / "site"))
     assert sorted(os.listdir(out)) == ["app.js", "cat.png", "index.html", "labels.json", "lathe.js", "model"]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=out)
-    handler.log_message = lambda *a: None
+    handler = functools.partial(Quiet, directory=out)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     page = session.page.context.new_page()
