@@ -35,6 +35,8 @@ fuzz: setup
 bench: setup
 	$(PY) bench/matmul.py
 	$(PY) bench/models.py
+	cd bench/web && npm install --no-audit --no-fund
+	$(PY) bench/web.py --runs $${WEB_RUNS:-100}  # SwiftShader: ResNet-18 takes minutes a run
 
 lint: setup
 	$(PY) -m ruff check lathe tests bench examples

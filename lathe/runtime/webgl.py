@@ -87,12 +87,15 @@ def graph_from_funcs(spec: dict, params: dict, funcs: list) -> WebGLGraphModule:
 
 
 def status() -> tuple[bool, str]:
-    """(usable, why not) for `lathe targets`: a browser to drive, or a URL to open in one's own."""
+    """(usable here without a person, why not) for `lathe targets` and the demo."""
     from lathe.rpc.server import chromium_path
 
     exe = chromium_path()
     try:
         import playwright  # noqa: F401
     except ImportError:
-        return True, "no Playwright: lathe.rpc prints a URL to open in your browser"
-    return True, f"headless {exe} through Playwright" if exe else "no chromium: lathe.rpc prints a URL to open"
+        exe = None
+    if exe is None:
+        return False, ("no chromium + Playwright for a headless browser (apt-get install chromium; pip install "
+                       "playwright); lathe.rpc.browser() then prints a URL for your own browser")
+    return True, f"WebGL2 in headless {exe} through Playwright (SwiftShader unless it finds a GPU)"
