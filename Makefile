@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lathe-installed
 APT_PACKAGES := gcc libc6-dev libgomp1 python3-venv pocl-opencl-icd ocl-icd-libopencl1 libegl1 libegl-mesa0 \
-	libgl1-mesa-dri libvulkan1 mesa-vulkan-drivers
+	libgl1-mesa-dri libvulkan1 mesa-vulkan-drivers chromium
 
 .PHONY: setup demo test fuzz bench lint loc clean
 
@@ -35,6 +35,8 @@ fuzz: setup
 bench: setup
 	$(PY) bench/matmul.py
 	$(PY) bench/models.py
+	cd bench/web && npm install --no-audit --no-fund
+	$(PY) bench/web.py --runs $${WEB_RUNS:-100}  # SwiftShader: ResNet-18 takes minutes a run
 
 lint: setup
 	$(PY) -m ruff check lathe tests bench examples

@@ -30,7 +30,7 @@ def target_status() -> list[tuple[str, bool, str]]:
         elif kind == "c":
             cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
             rows.append((kind, bool(cc), f"C compiler {cc}" if cc else "no C compiler (apt-get install gcc)"))
-        elif kind in ("opencl", "cuda", "opengl", "webgpu"):  # each device runtime reports (usable, why)
+        elif kind in ("opencl", "cuda", "opengl", "webgl", "webgpu"):  # each device runtime reports (usable, why)
             rows.append((kind, *importlib.import_module(f"lathe.runtime.{kind}").status()))
         else:
             rows.append((kind, False, "no code generator in this version of lathe"))
@@ -142,6 +142,14 @@ def cmd_check(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_export_web(args) -> int:
+    from lathe.web_export import export_web
+
+    export_web(args.model, args.output)
+    print(f"wrote {args.output}: serve it with any static file server, e.g. python -m http.server -d {args.output}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from lathe.frontend.onnx import load_onnx
     from lathe.graph.ir import count_flops
@@ -241,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="efficientnet_lite0")
     cmd("check", cmd_check, "compare every output with ONNX Runtime on random inputs").add_argument(
         "--rtol", type=float, default=1e-4, help="largest allowed error relative to max |ORT output|")
+    cmd("export-web", cmd_export_web, "write a static WebGL2 page that classifies images with MODEL",
+        target=False).add_argument("-o", "--output", required=True, help="directory for the page")
     cmd("info", cmd_info, "operators, parameters and FLOPs of a model", target=False)
     p = cmd("bench", cmd_bench, "time lathe against peers in one process (median, p10, p90, ratios)")
     p.add_argument("--runs", type=int, default=100)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from lathe.errors import TargetError
 
 KINDS = ("llvm", "c", "cuda", "opencl", "opengl", "webgl", "webgpu", "wasm")
-BUILDABLE = ("llvm", "c", "opencl", "cuda", "opengl", "webgpu")  # kinds whose code generator exists in this version
+# kinds whose code generator exists in this version
+BUILDABLE = ("llvm", "c", "opencl", "cuda", "opengl", "webgl", "webgpu")
 # which schedule module (lathe/ops/<family>.py) serves each kind
 FAMILY = {"llvm": "cpu", "c": "cpu", "wasm": "cpu", "cuda": "gpu", "opencl": "gpu", "webgpu": "gpu",
           "opengl": "gl", "webgl": "gl"}

@@ -1,0 +1,108 @@
+"""The webgl target in real headless Chromium (SwiftShader WebGL2) against ONNX Runtime, and the static page.
+
+Tolerance: 1e-3 of max |ORT output|, the issue's bound (measured on SwiftShader: ~5e-7). One browser per
+test session; SwiftShader runs ResNet-18 in about two minutes on two shared cores, EfficientNet in ~10 s.
+"""
+
+import functools
+import http.server
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import lathe
+from lathe.rpc.server import chromium_path
+
+pytest.importorskip("playwright", reason="the browser tests need Playwright (pip install lathe[web])")
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no /usr/bin/chromium (apt-get install chromium)")
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+
+
+@pytest.fixture(scope="session")
+def session():
+    import lathe.rpc
+
+    s = lathe.rpc.browser()
+    yield s
+    s.close()
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the page's requests are not news
+        pass
+
+
+def matches_ort(model, feeds: dict, session, what: str) -> None:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)
+    got = lathe.compile(model, target="webgl").attach(session).run(feeds)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        err = np.abs(g - w).max() / max(np.abs(w).max(), 1e-6)
+        assert err <= 1e-3, f"{what} on webgl: max error {err:.3g} of max |ORT output|"
+
+
+def test_operator_subset_matches_onnxruntime(session) -> None:
+    rng = np.random.default_rng(0)
+    init = lambda name, a: helper.make_tensor(name, TensorProto.FLOAT, a.shape, a.ravel())  # noqa: E731
+    w, b = rng.standard_normal((8, 3, 3, 3)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+    fc, fb = rng.standard_normal((10, 8)).astype(np.float32), rng.standard_normal(10).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Sigmoid", ["p"], ["s"]), helper.make_node("Mul", ["p", "s"], ["m"]),
+             helper.make_node("GlobalAveragePool", ["m"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc", "fb"], ["y0"], transB=1),
+             helper.make_node("Softmax", ["y0"], ["y"], axis=-1), helper.make_node("Tanh", ["m"], ["t"])]
+    graph = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 17, 19])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10]),
+                               helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 8, 8, 9])],
+                              [init("w", w), init("b", b), init("fc", fc), init("fb", fb)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    matches_ort(model, {"x": rng.standard_normal((1, 3, 17, 19)).astype(np.float32)}, session, "operator subset")
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet18"])
+def test_zoo_model_matches_onnxruntime(session, name: str) -> None:
+    zoo = pytest.importorskip("lathe.zoo")
+    model = zoo.get_model(name)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    matches_ort(model, {model.graph.input[0].name: x}, session, name)
+
+
+def test_benchmark_times_in_browser(session) -> None:
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5000])])
+    mod = lathe.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), target="webgl")
+    times = mod.attach(session).benchmark({"x": np.ones((1, 5000), np.float32)}, repeat=7, warmup=1)
+    assert len(times) == 7 and all(0 < t < 10 for t in times)
+
+
+def test_static_page_classifies_the_cat(session, tmp_path) -> None:
+    from lathe.web_export import export_web
+
+    out = export_web("efficientnet_lite0", str(tmp_path / "site"))
+    assert sorted(os.listdir(out)) == ["app.js", "cat.png", "index.html", "labels.json", "lathe.js", "model"]
+    handler = functools.partial(Quiet, directory=out)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = session.page.context.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        page.wait_for_selector("body[data-done]", timeout=120_000)
+        assert page.get_attribute("body", "data-done") == "1", page.inner_text("#error")
+        labels = page.locator("td.label").all_inner_texts()
+        assert labels[0] == "tiger cat", f"top-5 on the page: {labels}"
+        assert "classified in" in page.inner_text("#status")
+        page.screenshot(path=os.path.join(DOCS, "webgl-static.png"), full_page=True)
+    finally:
+        page.close()
+        server.shutdown()

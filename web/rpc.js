@@ -1,0 +1,62 @@
+// The browser side of lathe.rpc: connects back to the Python server (token from this page's URL) and
+// runs what it asks. Requests are JSON text frames; one flagged {binary: true} is followed by one binary
+// frame (params blob, input data). Replies mirror that; nothing here evaluates what it receives.
+import {createContext, Model} from './lathe.js';
+
+const status = (text) => { document.getElementById('status').textContent = text; };
+
+export function connect() {
+  const token = new URLSearchParams(location.search).get('token') ?? '';
+  const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(token)}`);
+  ws.binaryType = 'arraybuffer';
+  let gl = null;
+  const models = new Map();
+  let nextModel = 1;
+  const inbox = [], waiters = [];
+  const take = () => inbox.length ? Promise.resolve(inbox.shift()) : new Promise(r => waiters.push(r));
+  ws.onmessage = (e) => waiters.length ? waiters.shift()(e.data) : inbox.push(e.data);
+  ws.onopen = () => { status('connected to lathe'); loop(); };
+  ws.onclose = () => status('disconnected');
+
+  const handlers = {
+    info: () => ({userAgent: navigator.userAgent, renderer: (() => {
+      gl ??= createContext(); const d = gl.getExtension('WEBGL_debug_renderer_info');
+      return d ? gl.getParameter(d.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); })()}),
+    load: async (m, blob) => {
+      gl ??= createContext();
+      const id = nextModel++;
+      models.set(id, await Model.create(gl, m.plan, blob, m.programs));
+      return {model: id};
+    },
+    set: (m, blob) => { model(m).setInput(m.name, new Float32Array(blob)); return {}; },
+    run: (m) => { model(m).run(); return {}; },
+    read: (m) => ({binary: model(m).read(m.name).buffer}),
+    time: (m) => { const t = model(m).time(m.repeat, m.warmup); return t; },
+    free: (m) => { models.delete(m.model); return {}; },
+  };
+  const model = (m) => { const x = models.get(m.model); if (!x) throw new Error(`no model ${m.model}`); return x; };
+
+  async function loop() {
+    for (;;) {
+      const text = await take();
+      let reply;
+      let id = null;
+      try {
+        if (typeof text !== 'string') throw new Error('expected a JSON request, got a binary frame');
+        const m = JSON.parse(text);
+        id = m.id;
+        const blob = m.binary ? await take() : null;
+        if (m.binary && typeof blob === 'string') throw new Error('expected a binary frame after the request');
+        const h = handlers[m.op];
+        if (!h) throw new Error(`unknown op ${m.op}`);
+        reply = await h(m, blob);
+      } catch (err) {
+        ws.send(JSON.stringify({id, ok: false, error: String(err.message ?? err)}));
+        continue;
+      }
+      const {binary, ...rest} = reply;
+      ws.send(JSON.stringify({id, ok: true, binary: !!binary, ...rest}));
+      if (binary) ws.send(binary);
+    }
+  }
+}

@@ -1,0 +1,40 @@
+// The exported page: preprocess an <img> like lathe.zoo.preprocess, run the model, show top-5 and the time.
+import {createContext, loadModel} from './lathe.js';
+
+const $ = (id) => document.getElementById(id);
+const SIZE = 224, RESIZE = 256;
+
+function pixels(img) {  // shorter side to 256 (bilinear), centre crop 224, (x - 127) / 128, NCHW
+  const scale = RESIZE / Math.min(img.naturalWidth, img.naturalHeight);
+  const w = Math.max(RESIZE, Math.round(img.naturalWidth * scale)), h = Math.max(RESIZE, Math.round(img.naturalHeight * scale));
+  const canvas = new OffscreenCanvas(SIZE, SIZE), ctx = canvas.getContext('2d');
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(img, -Math.floor((w - SIZE) / 2), -Math.floor((h - SIZE) / 2), w, h);
+  const rgba = ctx.getImageData(0, 0, SIZE, SIZE).data, x = new Float32Array(3 * SIZE * SIZE);
+  for (let i = 0; i < SIZE * SIZE; i++)
+    for (let c = 0; c < 3; c++) x[c * SIZE * SIZE + i] = (rgba[4 * i + c] - 127) / 128;
+  return x;
+}
+
+async function main() {
+  const [model, labels] = await Promise.all([loadModel(createContext(), 'model/'),
+                                             fetch('labels.json').then(r => r.json())]);
+  const input = model.plan.inputs[0].name;
+  async function classify() {
+    const img = $('image');
+    await img.decode();
+    const t0 = performance.now();
+    model.setInput(input, pixels(img));
+    model.run();
+    const logits = model.outputs()[0];
+    const ms = performance.now() - t0;
+    const max = Math.max(...logits), exps = logits.map(v => Math.exp(v - max)), sum = exps.reduce((a, b) => a + b);
+    const top = [...logits.keys()].sort((a, b) => logits[b] - logits[a]).slice(0, 5);
+    $('top5').innerHTML = top.map(k => `<tr><td class="label">${labels[k]}</td><td>${(100 * exps[k] / sum).toFixed(1)}%</td></tr>`).join('');
+    $('status').textContent = `classified in ${ms.toFixed(1)} ms (WebGL2, includes upload and read-back)`;
+    document.body.dataset.done = '1';
+  }
+  $('file').onchange = () => { const f = $('file').files[0]; if (f) { $('image').src = URL.createObjectURL(f); classify(); } };
+  await classify();
+}
+main().catch(err => { $('error').textContent = String(err.message ?? err); document.body.dataset.done = 'error'; });
