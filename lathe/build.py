@@ -46,12 +46,13 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
 
 
 def compile(model, target: str | Target = "llvm", shapes: dict | None = None, constants: dict | None = None,
-            verbose: bool = False, limits=None):
+            verbose: bool = False, limits=None, records: str | dict | None = None):
     """Compile a model (ONNX path, bytes or ModelProto) for `target`; returns a callable GraphModule.
 
     `shapes` fixes input shapes ({name: shape}); symbolic dimensions default to 1.
     `constants` ({name: array}) freezes graph inputs whose values are known at compile time.
     `limits` (a `lathe.Limits`) caps file size, nodes, tensor sizes and rank, checked before allocating.
+    `records` (a `lathe tune` log, or workload -> knob values) applies the best tuned schedule per kernel.
     """
     from lathe.frontend.onnx import load_onnx
     from lathe.graph.compiler import compile_graph
@@ -60,7 +61,11 @@ def compile(model, target: str | Target = "llvm", shapes: dict | None = None, co
     if t.kind not in BUILDABLE:
         raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                           f"(available: {', '.join(BUILDABLE)})")
-    return compile_graph(load_onnx(model, shapes, constants, limits), t, verbose=verbose)
+    if isinstance(records, str):
+        from lathe.tune import best_configs
+
+        records = best_configs(records)
+    return compile_graph(load_onnx(model, shapes, constants, limits), t, verbose=verbose, records=records)
 
 
 def load(path: str):
