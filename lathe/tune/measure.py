@@ -65,9 +65,10 @@ def _worker(conn, func, target: str, n_out: int, halos: list[int], fault: str | 
         if fault == "hang":
             time.sleep(3600)
         import lathe
+        from lathe.runtime.module import param_specs
 
         built = kern = lathe.build(func, target=target)
-        args = random_args(built.params, n_out, halos)
+        args = random_args(param_specs(func), n_out, halos)
         if any(halos):  # interior views are not contiguous: pass their addresses as whole models do
             ptrs = [a.ctypes.data for a in args]
             kern = lambda *_: built._cfunc(*ptrs)  # noqa: E731 - `built` keeps the JIT code alive

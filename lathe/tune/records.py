@@ -25,8 +25,14 @@ def load_records(path: str) -> list[dict]:
 
 
 def append_record(path: str, rec: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
+    with open(path, "ab+") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"  # a killed run's half-written line: start a new one
+        else:
+            torn = False
+        f.write((("\n" if torn else "") + json.dumps(rec) + "\n").encode())
         f.flush()
         os.fsync(f.fileno())
 
