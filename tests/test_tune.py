@@ -25,8 +25,10 @@ def conv_model(channels: int = 16, size: int = 8) -> onnx.ModelProto:
     rng = np.random.default_rng(3)
     w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.1
     b = rng.standard_normal(channels).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])
+    g = helper.make_graph(nodes, "g", [x],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                           [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
@@ -74,6 +76,8 @@ def test_faulty_candidates_are_recorded_not_fatal():
 
 @pytest.mark.parametrize("tuner", ["random", "xgb"])
 def test_tune_logs_and_compile_applies_records(tmp_path, tuner):
+    if tuner == "xgb":
+        pytest.importorskip("xgboost", reason="the xgb tuner needs xgboost (pip install lathe[tune])")
     model, log = conv_model(), str(tmp_path / "log.jsonl")
     tasks = tasks_from_model(model, "llvm -threads=2")
     summary = tune(tasks, log, trials=7, tuner=tuner, progress=False)

@@ -125,74 +125,83 @@ def measure(task: Task, values: dict, ref: list | None, timeout: float) -> tuple
     return rec, outs
 
 
+class _TaskState:
+    """One task's progress in a tuning run: its measured configs, reference outputs and searcher."""
+
+    def __init__(self, task: Task, quota: int, old: list[dict], search):
+        self.task, self.quota, self.search = task, quota, search
+        self.mine = [r for r in old if r["workload"] == task.key]
+        self.measured = {_key(r["config"]) for r in self.mine}
+        self.ref = None
+        ok = [r for r in self.mine if r["status"] == "ok"]
+        if ok:
+            search.update([(r["config"], r["gflops"]) for r in ok])
+
+    def left(self) -> int:
+        return 0 if len(self.measured) >= self.task.size() else max(0, self.quota - len(self.mine))
+
+    def summary(self) -> dict:
+        good = [r for r in self.mine if r["status"] == "ok"]
+        dflt = next((r for r in good if r["config"] == self.task.default), None)
+        best = min(good, key=lambda r: r["min_s"]) if good else None
+        return {"task": self.task.name, "weight": self.task.weight, "trials": len(self.mine),
+                "default_s": dflt["min_s"] if dflt else None, "best_s": best["min_s"] if best else None,
+                "best_config": best["config"] if best else None}
+
+
 def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s: float | None = None,
-         timeout: float = 30.0, batch: int = 4, progress: bool = True, seed: int = 0,
-         on_record=None) -> list[dict]:
-    """Tune `tasks` (heaviest first), `trials` candidates in all shared by the tasks' share of the
-    model's flops, appending every measurement to `log`; configs already in the log are not measured
-    again (a killed run resumes). Returns per task: name, default and best seconds, trials."""
+         timeout: float = 30.0, batch: int = 4, progress: bool = True, seed: int = 0) -> list[dict]:
+    """Tune `tasks`, `trials` candidates in all shared by the tasks' share of the model's flops, in
+    rounds of `batch` candidates per task (heaviest first), appending every measurement to `log`;
+    configs already in the log are not measured again (a killed run resumes). Stops after `budget_s`.
+    Returns per task: name, default and best seconds (min of repeats), trials, best config."""
     start = time.perf_counter()
     old = load_records(log)
     elapsed0 = max((r.get("elapsed_s", 0.0) for r in old), default=0.0)
     total_work = sum(t.flops * t.weight for t in tasks) or 1
-    quota = [max(2, round(trials * t.flops * t.weight / total_work)) for t in tasks]
+    rng, history = random.Random(seed), []  # history: every task's measurements, for the cost model
+    states = [_TaskState(t, max(2, round(trials * t.flops * t.weight / total_work)), old,
+                         TUNERS[tuner](t, rng, history)) for t in tasks]
     bar = None
     if progress:
-        from tqdm import tqdm
+        try:
+            from tqdm import tqdm
 
-        bar = tqdm(total=sum(quota), desc="tuning", unit="trial")
-    history: list = []
-    summary = []
-    rng = random.Random(seed)
-    for task, n in zip(tasks, quota):
-        mine = [r for r in old if r["workload"] == task.key]
-        measured = {_key(r["config"]) for r in mine}
-        ok = [r for r in mine if r["status"] == "ok"]
-        search = TUNERS[tuner](task, rng, history)
-        if ok:
-            search.update([(r["config"], r["gflops"]) for r in ok])
-        done = len(mine)
+            bar = tqdm(total=sum(st.quota for st in states), desc="tuning", unit="trial",
+                       initial=sum(min(len(st.mine), st.quota) for st in states))
+        except ImportError:  # the bar is optional (pip install lathe[tune])
+            pass
+
+    def record(st: _TaskState, rec: dict, name: str) -> None:
+        rec.update(tuner=name, elapsed_s=elapsed0 + time.perf_counter() - start)
+        append_record(log, rec)
+        st.measured.add(_key(rec["config"]))
+        st.mine.append(rec)
         if bar is not None:
-            bar.update(min(done, n))
-        # the default's outputs are the reference; measured again on resume, logged only once
-        default_rec, ref = measure(task, task.default, None, timeout)
-        if _key(task.default) not in measured:
-            default_rec.update(tuner="default", elapsed_s=elapsed0 + time.perf_counter() - start)
-            append_record(log, default_rec)
-            measured.add(_key(task.default))
-            mine.append(default_rec)
-            done += 1
-            if bar is not None:
-                bar.update(1)
-        while done < n and len(measured) < task.size():
-            if budget_s is not None and time.perf_counter() - start > budget_s:
-                break
+            best = max((r.get("gflops", 0) for r in st.mine if r["status"] == "ok"), default=0)
+            bar.set_postfix_str(f"{st.task.name[:40]} best {best:.1f} GFLOP/s")
+            bar.update(1)
+
+    def over_budget() -> bool:
+        return budget_s is not None and time.perf_counter() - start > budget_s
+
+    while not over_budget() and any(st.left() for st in states):
+        for st in states:
+            if over_budget() or not st.left():
+                continue
+            if st.ref is None:  # the default's outputs are the reference (measured again on resume, logged once)
+                rec, st.ref = measure(st.task, st.task.default, None, timeout)
+                if _key(st.task.default) not in st.measured:
+                    record(st, rec, "default")
             results = []
-            for values in search.propose(min(batch, n - done), measured):
-                rec, _ = measure(task, values, ref, timeout)
-                rec.update(tuner=tuner, elapsed_s=elapsed0 + time.perf_counter() - start)
-                append_record(log, rec)
-                if on_record is not None:
-                    on_record(rec)
-                measured.add(_key(values))
-                mine.append(rec)
+            for values in st.search.propose(min(batch, st.left()), st.measured):
+                rec, _ = measure(st.task, values, st.ref, timeout)
+                record(st, rec, tuner)
                 results.append((values, rec.get("gflops")))
-                done += 1
-                if bar is not None:
-                    best = max((r.get("gflops", 0) for r in mine if r["status"] == "ok"), default=0)
-                    bar.set_postfix_str(f"{task.name[:40]} best {best:.1f} GFLOP/s")
-                    bar.update(1)
-            if not results:
-                break
-            search.update(results)
-        good = [r for r in mine if r["status"] == "ok"]
-        dflt = next((r for r in good if r["config"] == task.default), None)
-        best = min(good, key=lambda r: r["min_s"]) if good else None
-        summary.append({"task": task.name, "weight": task.weight, "trials": len(mine),
-                        "default_s": dflt["min_s"] if dflt else None, "best_s": best["min_s"] if best else None,
-                        "best_config": best["config"] if best else None})
-        if budget_s is not None and time.perf_counter() - start > budget_s:
-            break
+            if results:
+                st.search.update(results)
+            elif st.left():
+                st.quota = len(st.mine)  # the searcher has nothing new to offer
     if bar is not None:
         bar.close()
-    return summary
+    return [st.summary() for st in states]
