@@ -24,17 +24,20 @@ TVM_METASCHEDULE = {"trials": 577, "tuning_s": 747.0, "resnet18_ms": 21.8}
 
 def curve(records: list[dict], tasks: list, untuned_ms: float) -> list[tuple[float, float]]:
     """(seconds into tuning, estimated model ms) after every measurement."""
+    from lathe.tune.records import best_records
+
     weight = {t.key: t.weight for t in tasks}
-    default: dict = {}
-    best: dict = {}
+    seen: dict = {}
+    saved: dict = {}
     points = []
     for r in sorted(records, key=lambda r: r.get("elapsed_s", 0.0)):
-        if r["status"] == "ok":
-            if r.get("tuner") == "default":
-                default[r["workload"]] = r["min_s"]
-            best[r["workload"]] = min(best.get(r["workload"], r["min_s"]), r["min_s"])
-        saved = sum(weight.get(w, 1) * (default[w] - best[w]) for w in best if w in default)
-        points.append((r.get("elapsed_s", 0.0), untuned_ms - 1e3 * saved))
+        w = r["workload"]
+        seen.setdefault(w, []).append(r)
+        default = [x for x in seen[w] if x.get("tuner") == "default" and x["status"] == "ok"]
+        if default:  # what the records chosen so far (noise margin, validation) would save
+            best = best_records(seen[w])[w]
+            saved[w] = weight.get(w, 1) * (default[0]["min_s"] - best["min_s"])
+        points.append((r.get("elapsed_s", 0.0), untuned_ms - 1e3 * sum(saved.values())))
     return points
 
 

@@ -82,14 +82,29 @@ def test_tune_logs_and_compile_applies_records(tmp_path, tuner):
     tasks = tasks_from_model(model, "llvm -threads=2")
     summary = tune(tasks, log, trials=7, tuner=tuner, progress=False)
     recs = load_records(log)
-    assert len(recs) == 7 and summary[0]["trials"] == 7
-    assert len({json.dumps(r["config"], sort_keys=True) for r in recs}) == 7  # no candidate measured twice
+    search = [r for r in recs if r["tuner"] != "validate"]
+    assert len(search) == 7 and summary[0]["trials"] == 7
+    assert len({json.dumps(r["config"], sort_keys=True) for r in search}) == 7  # no candidate measured twice
+    assert len(recs) - len(search) == 2 * 4  # then the default and the 3 fastest, twice more
     assert all(r["status"] == "ok" for r in recs), [r["error"] for r in recs if r["status"] != "ok"]
     best = best_configs(log)[tasks[0].key]
     assert best == summary[0]["best_config"]
     plain = lathe.compile(model, "llvm -threads=2").run({"x": _x()})[0]
     tuned = lathe.compile(model, "llvm -threads=2", records=log).run({"x": _x()})[0]
     assert _rel_err(tuned, plain) <= TOL
+
+
+def test_best_record_needs_a_real_gain():
+    def rec(cfg: dict, t: float, tuner: str = "xgb") -> dict:
+        return {"workload": "w", "config": cfg, "status": "ok", "min_s": t, "tuner": tuner}
+
+    d, a, b = {"k": 1}, {"k": 2}, {"k": 3}
+    assert best_configs([rec(d, 1.0, "default"), rec(a, 0.99)])["w"] == d  # inside the noise margin
+    assert best_configs([rec(d, 1.0, "default"), rec(a, 0.9)])["w"] == a
+    # validated configs (measured 3 times) outrank a single lucky measurement; their median counts
+    recs = [rec(d, 1.0, "default"), rec(b, 0.5)] + [rec(a, t) for t in (0.8, 0.9, 0.95)] + \
+        [rec(d, 1.0, "validate"), rec(d, 1.1, "validate")]
+    assert best_configs(recs)["w"] == a and best_configs([{**recs[0], "status": "error"}]) == {}
 
 
 def test_grid_tuner_walks_the_space_in_order():
@@ -119,7 +134,7 @@ def test_killed_run_resumes_from_its_log(tmp_path):
     with open(log, "a") as f:
         f.write('{"workload": "torn')  # a line cut by the kill
     tune(tasks_from_model(path, "llvm -threads=2"), log, 12, "grid", progress=False)
-    recs = load_records(log)
+    recs = [r for r in load_records(log) if r["tuner"] != "validate"]
     configs = [json.dumps(r["config"], sort_keys=True) for r in recs]
     assert len(recs) == 12 and len(set(configs)) == 12
 

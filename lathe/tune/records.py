@@ -37,12 +37,27 @@ def append_record(path: str, rec: dict) -> None:
         os.fsync(f.fileno())
 
 
+MARGIN = 0.98  # a config replaces the default only when this much faster: gains inside the noise are not gains
+
+
 def best_records(records: list[dict]) -> dict[str, dict]:
-    """workload -> its fastest correct record (by the minimum of its repeats: the least disturbed by other load)."""
-    best: dict[str, dict] = {}
+    """workload -> the record of its fastest correct config. A config's time is the median over its
+    measurements of their minimum repeat; when some configs were measured again (validated), only
+    those compete, so one lucky measurement among hundreds cannot win."""
+    times: dict = {}
     for r in records:
-        if r.get("status") == "ok" and (r["workload"] not in best or r["min_s"] < best[r["workload"]]["min_s"]):
-            best[r["workload"]] = r
+        if r.get("status") == "ok":
+            times.setdefault(r["workload"], {}).setdefault(json.dumps(r["config"], sort_keys=True), []).append(r)
+    best: dict[str, dict] = {}
+    for w, by_config in times.items():
+        most = max(len(v) for v in by_config.values())
+        pool = {k: v for k, v in by_config.items() if len(v) == most or (most > 1 and len(v) > 1)}
+        score = {k: float(sorted(r["min_s"] for r in v)[len(v) // 2]) for k, v in pool.items()}
+        k = min(score, key=score.get)
+        default = next((k2 for k2, v in by_config.items() if any(r.get("tuner") == "default" for r in v)), None)
+        if default in score and score[k] > MARGIN * score[default]:
+            k = default
+        best[w] = {**pool[k][0], "min_s": score[k]}
     return best
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from lathe.tune.features import features
 from lathe.tune.measure import matches, run_candidate
-from lathe.tune.records import append_record, load_records
+from lathe.tune.records import append_record, best_records, load_records
 from lathe.tune.task import Task
 
 
@@ -130,7 +130,7 @@ class _TaskState:
 
     def __init__(self, task: Task, quota: int, old: list[dict], search):
         self.task, self.quota, self.search = task, quota, search
-        self.mine = [r for r in old if r["workload"] == task.key]
+        self.mine = [r for r in old if r["workload"] == task.key and r.get("tuner") != "validate"]
         self.measured = {_key(r["config"]) for r in self.mine}
         self.ref = None
         ok = [r for r in self.mine if r["status"] == "ok"]
@@ -140,20 +140,22 @@ class _TaskState:
     def left(self) -> int:
         return 0 if len(self.measured) >= self.task.size() else max(0, self.quota - len(self.mine))
 
-    def summary(self) -> dict:
-        good = [r for r in self.mine if r["status"] == "ok"]
-        dflt = next((r for r in good if r["config"] == self.task.default), None)
-        best = min(good, key=lambda r: r["min_s"]) if good else None
+    def summary(self, log: str) -> dict:
+        recs = [r for r in load_records(log) if r["workload"] == self.task.key]
+        default = best_records([{**r, "tuner": "default"} for r in recs if r["config"] == self.task.default])
+        best = best_records(recs).get(self.task.key)
         return {"task": self.task.name, "weight": self.task.weight, "trials": len(self.mine),
-                "default_s": dflt["min_s"] if dflt else None, "best_s": best["min_s"] if best else None,
-                "best_config": best["config"] if best else None}
+                "default_s": default[self.task.key]["min_s"] if default else None,
+                "best_s": best["min_s"] if best else None, "best_config": best["config"] if best else None}
 
 
 def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s: float | None = None,
-         timeout: float = 30.0, batch: int = 4, progress: bool = True, seed: int = 0) -> list[dict]:
+         timeout: float = 30.0, batch: int = 4, progress: bool = True, seed: int = 0,
+         validate: int = 3) -> list[dict]:
     """Tune `tasks`, `trials` candidates in all shared by the tasks' share of the model's flops, in
     rounds of `batch` candidates per task (heaviest first), appending every measurement to `log`;
     configs already in the log are not measured again (a killed run resumes). Stops after `budget_s`.
+    Then the default and the `validate` fastest configs of each task are measured twice more.
     Returns per task: name, default and best seconds (min of repeats), trials, best config."""
     start = time.perf_counter()
     old = load_records(log)
@@ -172,18 +174,19 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
         except ImportError:  # the bar is optional (pip install lathe[tune])
             pass
 
-    def record(st: _TaskState, rec: dict, name: str) -> None:
+    def record(st: _TaskState, rec: dict, name: str, count: bool = True) -> None:
         rec.update(tuner=name, elapsed_s=elapsed0 + time.perf_counter() - start)
         append_record(log, rec)
         st.measured.add(_key(rec["config"]))
-        st.mine.append(rec)
-        if bar is not None:
+        if count:  # validation measurements do not use up trials
+            st.mine.append(rec)
+        if bar is not None and count:
             best = max((r.get("gflops", 0) for r in st.mine if r["status"] == "ok"), default=0)
             bar.set_postfix_str(f"{st.task.name[:40]} best {best:.1f} GFLOP/s")
             bar.update(1)
 
-    def over_budget() -> bool:
-        return budget_s is not None and time.perf_counter() - start > budget_s
+    def over_budget(validating: bool = False) -> bool:  # search stops at 85% of the budget, validation at 100%
+        return budget_s is not None and time.perf_counter() - start > budget_s * (1.0 if validating else 0.85)
 
     while not over_budget() and any(st.left() for st in states):
         for st in states:
@@ -202,6 +205,15 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
                 st.search.update(results)
             elif st.left():
                 st.quota = len(st.mine)  # the searcher has nothing new to offer
+    for st in states:  # measure the default and the fastest few again, interleaved, against noise
+        if over_budget(validating=True):
+            break
+        good = sorted((r for r in st.mine if r["status"] == "ok"), key=lambda r: r["min_s"])
+        finalists = [st.task.default] + [r["config"] for r in good if r["config"] != st.task.default][:validate]
+        for _ in range(2 if len(finalists) > 1 else 0):
+            for values in finalists:
+                rec, _ = measure(st.task, values, st.ref, timeout)
+                record(st, rec, "validate", count=False)
     if bar is not None:
         bar.close()
-    return [st.summary() for st in states]
+    return [st.summary(log) for st in states]
