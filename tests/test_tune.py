@@ -158,3 +158,14 @@ def test_tune_and_apply_on_device_targets(tmp_path, kind):
     plain = lathe.compile(model, "llvm -threads=2").run({"x": _x()})[0]
     tuned = lathe.compile(model, kind, records=log).run({"x": _x()})[0]
     assert _rel_err(tuned, plain) <= 1e-3
+
+
+def test_cli_tune(tmp_path, capsys):
+    from lathe.cli import main
+
+    path, log = str(tmp_path / "m.onnx"), str(tmp_path / "log.jsonl")
+    onnx.save(conv_model(), path)
+    assert main(["tune", path, "-t", "llvm -threads=2", "--trials", "3", "--log", log, "--tuner", "random"]) == 0
+    out = capsys.readouterr().out
+    assert "1 tunable kernels" in out and "records=" in out and "speed-up" in out
+    assert len([r for r in load_records(log) if r["tuner"] != "validate"]) == 3
