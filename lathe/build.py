@@ -46,7 +46,8 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
 
 
 def compile(model, target: str | Target = "llvm", shapes: dict | None = None, constants: dict | None = None,
-            verbose: bool = False, limits=None, example_inputs: tuple | None = None):
+            verbose: bool = False, limits=None, example_inputs: tuple | None = None,
+            records: str | dict | None = None):
     """Compile a model for `target`; returns a callable GraphModule.
 
     `model` is an ONNX model (path, bytes or ModelProto), a PyTorch nn.Module or ExportedProgram (with
@@ -55,6 +56,7 @@ def compile(model, target: str | Target = "llvm", shapes: dict | None = None, co
     `shapes` fixes input shapes ({name: shape}); symbolic dimensions default to 1.
     `constants` ({name: array}) freezes graph inputs whose values are known at compile time.
     `limits` (a `lathe.Limits`) caps file size, nodes, tensor sizes and rank, checked before allocating.
+    `records` (a `lathe tune` log, or workload -> knob values) applies the best tuned schedule per kernel.
     """
     from lathe.frontend.onnx import load_onnx
     from lathe.graph.compiler import compile_graph
@@ -65,13 +67,19 @@ def compile(model, target: str | Target = "llvm", shapes: dict | None = None, co
                           f"(available: {', '.join(BUILDABLE)})")
     from lathe.graph.ir import Graph
 
+    if isinstance(records, str):
+        from lathe.tune import best_configs
+
+        records = best_configs(records)
     if isinstance(model, Graph):
-        return compile_graph(model, t, verbose=verbose)
-    if type(model).__module__.startswith("torch") or _is_torch_module(model):
+        graph = model
+    elif type(model).__module__.startswith("torch") or _is_torch_module(model):
         from lathe.frontend.torch import load_torch
 
-        return compile_graph(load_torch(model, example_inputs), t, verbose=verbose)
-    return compile_graph(load_onnx(model, shapes, constants, limits), t, verbose=verbose)
+        graph = load_torch(model, example_inputs)
+    else:
+        graph = load_onnx(model, shapes, constants, limits)
+    return compile_graph(graph, t, verbose=verbose, records=records)
 
 
 def _is_torch_module(model) -> bool:

@@ -1,4 +1,4 @@
-"""The `lathe` command: compile, run, classify, check, info, targets."""
+"""The `lathe` command: compile, run, classify, check, info, targets, bench, tune."""
 
 from __future__ import annotations
 
@@ -202,6 +202,22 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from lathe.tune.task import tasks_from_model
+    from lathe.tune.tuner import tune
+
+    tasks = tasks_from_model(resolve_model(args.model), args.target)
+    print(f"{len(tasks)} tunable kernels; {args.trials} trials ({args.tuner}) logged to {args.log}")
+    summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout)
+    print(f"  {'kernel':44s} {'trials':>6s} {'default ms':>10s} {'best ms':>8s} {'speed-up':>8s}")
+    for r in summary:
+        if r["default_s"] and r["best_s"]:
+            print(f"  {r['task'][:44]:44s} {r['trials']:6d} {r['default_s'] * 1e3:10.3f} {r['best_s'] * 1e3:8.3f} "
+                  f"{r['default_s'] / r['best_s']:8.2f}")
+    print(f"apply with lathe.compile(model, {args.target!r}, records={args.log!r})")
+    return 0
+
+
 def _profile(args, target: str) -> dict:
     """Per-kernel times inside whole runs, each against its arithmetic floor at the measured FMA peak."""
     import lathe
@@ -261,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", help="save a bar chart to this PNG file (needs matplotlib)")
     p.add_argument("--profile", action="store_true",
                    help="also time each kernel of the first target against its arithmetic floor")
+    p = cmd("tune", cmd_tune, "search each kernel's schedule knobs, logging measurements to a JSONL file")
+    p.add_argument("--trials", type=int, default=200, help="candidates to measure in all (resumes from --log)")
+    p.add_argument("--log", required=True, help="JSONL records file (read to resume, appended to)")
+    p.add_argument("--budget", type=float, help="stop after this many seconds")
+    p.add_argument("--tuner", choices=("xgb", "random", "grid"), default="xgb")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to build and run one candidate")
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

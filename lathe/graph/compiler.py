@@ -35,8 +35,33 @@ def group_program(g: Graph, gr: Group) -> tuple:
     return [tensors[i] for i in gr.inputs()], [tensors[o] for o in gr.outputs], tensors
 
 
-def schedule_group(g: Graph, gr: Group, target: Target):
-    """Inline the group's elementwise/injective intermediates, then apply the heavy op's schedule."""
+def workload_key(g: Graph, gr: Group, target: Target) -> str:
+    """What a tuning record applies to: the group's ops and attributes, argument shapes and dtypes (as
+    stored, halos included) and the target with the CPU it runs on."""
+    def arg(name: str) -> str:
+        v = g.values[name]
+        return f"{v.dtype}{list(getattr(v, 'stored_shape', None) or v.shape)}"
+    master = gr.master or gr.nodes[-1]
+    attrs = ",".join(f"{k}={v!r}" for k, v in sorted(master.attrs.items()))
+    where = str(target)
+    if target.family == "cpu" and "mcpu" not in target.attrs:
+        from lathe.codegen.llvm import host_cpu
+
+        where += f" -mcpu={host_cpu()[0]} -threads={target.threads}"
+    return (f"{'+'.join(n.op for n in gr.nodes)}({attrs}) {','.join(arg(i) for i in gr.inputs())} -> "
+            f"{','.join(arg(o) for o in gr.outputs)} @ {where}")
+
+
+def schedule_group(g: Graph, gr: Group, target: Target, config=None):
+    """Inline the group's elementwise/injective intermediates, then apply the heavy op's schedule
+    (with `config`'s knob values; see lathe/tune/knobs.py)."""
+    from lathe.tune import knobs
+
+    with knobs.using(config if config is not None else knobs.Config()):
+        return _schedule_group(g, gr, target)
+
+
+def _schedule_group(g: Graph, gr: Group, target: Target):
     schedules = family_schedules(target)
     ins, outs, tensors = group_program(g, gr)
     s = te.create_schedule(outs)
@@ -57,16 +82,23 @@ def schedule_group(g: Graph, gr: Group, target: Target):
     return s, ins + outs
 
 
-def lower_groups(g: Graph, groups: list, target: Target) -> list[PrimFunc]:
+def lower_group(g: Graph, gr: Group, target: Target, name: str, config=None) -> PrimFunc:
+    s, args = schedule_group(g, gr, target, config)
+    strides = [stored_strides(g.values[v]) for v in gr.inputs() + gr.outputs]
+    f = run_pipeline(lower_schedule(s, args, name, strides))
+    f.attrs["flops"] = sum(2 * math.prod(st.op.shape) * math.prod(iv.extent.value for iv in st.op.reduce_axis)
+                           for st in s.stages if getattr(st.op, "reduce_axis", None))  # multiply-adds x 2
+    return f
+
+
+def lower_groups(g: Graph, groups: list, target: Target, records: dict | None = None) -> list[PrimFunc]:
+    """One function per group; `records` (workload key -> knob values) overrides the heuristics."""
+    from lathe.tune.knobs import Config
+
     funcs = []
     for k, gr in enumerate(groups):
-        s, args = schedule_group(g, gr, target)
-        name = f"k{k}_{_ident(gr.name)}"
-        strides = [stored_strides(g.values[v]) for v in gr.inputs() + gr.outputs]
-        f = run_pipeline(lower_schedule(s, args, name, strides))
-        f.attrs["flops"] = sum(2 * math.prod(st.op.shape) * math.prod(iv.extent.value for iv in st.op.reduce_axis)
-                      for st in s.stages if getattr(st.op, "reduce_axis", None))  # multiply-adds x 2
-        funcs.append(f)
+        config = Config(records[key]) if records and (key := workload_key(g, gr, target)) in records else None
+        funcs.append(lower_group(g, gr, target, f"k{k}_{_ident(gr.name)}", config))
     return funcs
 
 
@@ -85,11 +117,8 @@ def optimize(g: Graph) -> Graph:
     return fold_batchnorm(remove_dead(g))
 
 
-def compile_graph(g: Graph, target: Target, verbose: bool = False):
-    """Optimise, fuse, plan memory, lower and compile every group; returns a GraphModule."""
-    from lathe.runtime.graph_module import GraphModule
-
-    t0 = time.perf_counter()
+def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
+    """Optimise, change layout, fuse and plan memory: (graph, groups, memory plan)."""
     g = optimize(g)
     blocked = target.family == "cpu" and target.attrs.get("layout", "nchwc") != "nchw"
     if blocked:
@@ -100,8 +129,17 @@ def compile_graph(g: Graph, target: Target, verbose: bool = False):
     groups = fuse(g)
     if blocked:
         add_halos(g, groups)
-    plan = plan_memory(g, groups)
-    funcs = lower_groups(g, groups, target)
+    return g, groups, plan_memory(g, groups)
+
+
+def compile_graph(g: Graph, target: Target, verbose: bool = False, records: dict | None = None):
+    """Optimise, fuse, plan memory, lower and compile every group; returns a GraphModule.
+    `records` (workload key -> knob values, see lathe.tune.best_configs) applies tuning results."""
+    from lathe.runtime.graph_module import GraphModule
+
+    t0 = time.perf_counter()
+    g, groups, plan = prepare_graph(g, target)
+    funcs = lower_groups(g, groups, target, records)
     t_lower = time.perf_counter() - t0
     steps = [{"kernel": f.name, "args": gr.inputs() + gr.outputs, "ops": [n.op for n in gr.nodes],
               "nodes": [n.name for n in gr.nodes], "flops": f.attrs["flops"]} for f, gr in zip(funcs, groups)]

@@ -12,6 +12,7 @@ import math
 
 from lathe import te
 from lathe.target import Target
+from lathe.tune import knobs
 from lathe.te.tensor import ComputeOp
 
 PARALLEL_MIN_WORK = 1 << 15  # multiply-adds (or elements) below which a parallel loop costs more than it saves
@@ -251,7 +252,11 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
         return _schedule_fallback(s, conv_out, group_out, target, ("conv_blocked",))
     _inline_pointwise(s, [red])
     depthwise = len(red.reduce_axis) == 2  # one input channel per output channel: nothing to share across cb
-    cb, wt = register_tile(1 if depthwise else red.shape[1], red.shape[3], vector_registers(target))
+    cfg = knobs.current()
+    blocks_out, width, registers = 1 if depthwise else red.shape[1], red.shape[3], vector_registers(target)
+    cb, wt = register_tile(blocks_out, width, registers)
+    cb = cfg.choice("cb", [c for c in (1, 2, 3, 4) if blocks_out % c == 0], cb)
+    wt = cfg.choice("wt", [t for t in range(1, min(width, 28) + 1) if width % t == 0 and cb * t <= registers - 4], wt)
     red_t = red.output()
     acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
     o = s[group_out]
@@ -274,6 +279,9 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     mode = "tile" if blocks == 1 or tile_weights <= 32 * 1024 else "row" if rows_first else "plane"
     if mode == "plane" and (plane_bytes > 32 * 1024 or red.shape[0] * red.shape[1] // cb < 2 * threads):
         mode = "row"
+    rows_first = cfg.choice("rows_first", (True, False), rows_first)
+    mode = cfg.choice("acc", ("tile",) if depthwise else ("tile", "row", "plane"), mode)
+    rows_first = rows_first and mode != "plane"  # a plane of accumulators spans all rows: threads split channels
     outer = (on, oh, mo) if rows_first else (on, mo) if mode == "plane" else (on, mo, oh)
     o.reorder(*outer, *([oh] if mode == "plane" else []), wo, mi, wi, ov)
     fused = o.fuse(*outer)
@@ -335,6 +343,10 @@ def schedule_pool_blocked(s: te.Schedule, pool_out: te.Tensor, group_out: te.Ten
         a.compute_at(o, ow)
         a.reorder(*a.op.axis[:4], *a.op.reduce_axis, a.op.axis[4])
         a.vectorize(a.op.axis[4])
+        if knobs.current().choice("unroll_window", (False, True), False):
+            for r in a.op.reduce_axis:
+                if r.extent.value <= 7:
+                    a.unroll(r)
     else:
         o.reorder(fused, ow, *o.op.reduce_axis, ov)
     pad = _find(red.output(), ("pool_pad",))
@@ -356,8 +368,11 @@ def schedule_matmul(s: te.Schedule, mm_out: te.Tensor, group_out: te.Tensor, tar
     _inline_pointwise(s, [red])
     rows, cols = red.shape[-2:]
     lanes = vector_lanes(target, red.dtype)
+    cfg = knobs.current()
     nt = 2 * lanes if cols % (2 * lanes) == 0 else _divisor_tile(cols, lanes)
+    nt = cfg.choice("nt", [n for n in (lanes, 2 * lanes, 4 * lanes) if cols % n == 0], nt)
     mt = _small_divisor(rows, (8, 6, 4, 2) if nt <= lanes else (4, 2))
+    mt = cfg.choice("mt", [m for m in (1, 2, 4, 6, 8) if rows % m == 0], mt)
     red_t = red.output()
     acc = s.cache_write(red_t, "local") if s[red_t] is s[group_out] else red_t
     o = s[group_out]

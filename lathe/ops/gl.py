@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from lathe import te
 from lathe.te.tensor import ComputeOp
+from lathe.tune import knobs
 
 
 def schedule_fragment(s: te.Schedule, op_out: te.Tensor | None, group_out: te.Tensor, target=None) -> None:
@@ -38,8 +39,11 @@ def _unroll_reduction(acc) -> None:
     """Unroll small window axes (kernel taps) and 4 steps of the outer reduction axis, so each loop
     iteration issues many independent texture fetches instead of waiting on one."""
     first, *window = acc.op.reduce_axis
-    if first.extent.value % 4 == 0 and first.extent.value > 4:
-        _, inner = acc.split(first, 4)
+    n = first.extent.value
+    step = knobs.current().choice("unroll_k", [f for f in (1, 2, 4, 8) if n % f == 0 and n > f],
+                                  4 if n % 4 == 0 and n > 4 else 1)
+    if step > 1:
+        _, inner = acc.split(first, step)
         acc.unroll(inner)
     for r in window:
         if r.extent.value <= 7:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from lathe import te
 from lathe.te.tensor import ComputeOp
+from lathe.tune import knobs
 
 THREADS = 64  # work-items per work-group: a multiple of every GPU's warp/wavefront
 
@@ -58,7 +59,8 @@ def schedule_per_output(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor,
         st.set_scope("local")
     if any(len(r) > 1 for r in readers.values()):
         return  # a value several outputs read (BatchNorm's training statistics): one work-item does it all
-    thread_axis = {st: bind_flat(st) for st in outputs}
+    threads = knobs.current().choice("threads", (32, 64, 128, 256), THREADS)  # work-group size
+    thread_axis = {st: bind_flat(st, threads) for st in outputs}
     for st in reversed(inner):  # consumers first: an attached stage may read another one
         (out,) = readers[st]
         if thread_axis[out] is not None:  # else a 0-d output: one work-item computes everything

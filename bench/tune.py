@@ -1,0 +1,120 @@
+"""Tune a model on the CPU under a time budget, then time untuned lathe, tuned lathe and ONNX Runtime
+in one process (interleaved); write the time-to-quality curve as JSON and PNG under bench/results/.
+
+    python -m bench.tune --model resnet18 --budget 600        # the 10-minute run (an idle machine, please)
+
+The curve's points before the end are estimates: the untuned model's measured latency minus, per
+kernel, (default - best so far) x its count in the model, from the kernels' times in the log. The
+last point is measured. TVM 0.27 MetaSchedule's published point for this kind of machine is drawn
+beside it (577 trials, 747 s of tuning, 21.8 ms ResNet-18).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from bench.common import RESULTS, interleaved, save, stats
+
+TVM_METASCHEDULE = {"trials": 577, "tuning_s": 747.0, "resnet18_ms": 21.8}
+
+
+def curve(records: list[dict], tasks: list, untuned_ms: float) -> list[tuple[float, float]]:
+    """(seconds into tuning, estimated model ms) after every measurement."""
+    from lathe.tune.records import best_records
+
+    weight = {t.key: t.weight for t in tasks}
+    seen: dict = {}
+    saved: dict = {}
+    points = []
+    for r in sorted(records, key=lambda r: r.get("elapsed_s", 0.0)):
+        w = r["workload"]
+        seen.setdefault(w, []).append(r)
+        default = [x for x in seen[w] if x.get("tuner") == "default" and x["status"] == "ok"]
+        if default:  # what the records chosen so far (noise margin, validation) would save
+            best = best_records(seen[w])[w]
+            saved[w] = weight.get(w, 1) * (default[0]["min_s"] - best["min_s"])
+        points.append((r.get("elapsed_s", 0.0), untuned_ms - 1e3 * sum(saved.values())))
+    return points
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--budget", type=float, default=600.0, help="seconds of tuning")
+    ap.add_argument("--trials", type=int, default=1000)
+    ap.add_argument("--tuner", default="xgb", choices=("xgb", "random", "grid"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--log", help="records file (default: a new one under bench/results/)")
+    args = ap.parse_args()
+
+    import lathe
+    from lathe.benchmark import peer_runner
+    from lathe.cli import resolve_model
+    from lathe.frontend.onnx import parse
+    from lathe.tune import load_records
+    from lathe.tune.task import tasks_from_model
+    from lathe.tune.tuner import tune
+
+    target = f"llvm -threads={args.threads}"
+    log = args.log or os.path.join(RESULTS, f"tune-{args.model}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl")
+    proto = parse(resolve_model(args.model))
+    tasks = tasks_from_model(proto, target)
+    t0 = time.perf_counter()
+    summary = tune(tasks, log, args.trials, args.tuner, args.budget)  # before any kernel runs in this process
+    tuning_s = time.perf_counter() - t0
+
+    untuned, tuned = lathe.compile(proto, target), lathe.compile(proto, target, records=log)
+    rng = np.random.default_rng(0)
+    feed = {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in untuned.spec["inputs"]}
+    want = untuned.run(feed)[0]
+    err = float(np.abs(tuned.run(feed)[0] - want).max() / np.abs(want).max())
+    systems = {"lathe untuned": untuned.bind(feed), "lathe tuned": tuned.bind(feed),
+               "onnxruntime": peer_runner("onnxruntime", proto, feed, args.threads)}
+    res = {k: stats(v) for k, v in interleaved(systems, args.runs).items()}
+    ort = res["onnxruntime"]["median_ms"]
+    for r in res.values():
+        r["ratio_to_onnxruntime"] = r["median_ms"] / ort
+    records = load_records(log)
+    points = curve(records, tasks, res["lathe untuned"]["median_ms"])
+    points.append((points[-1][0] if points else tuning_s, res["lathe tuned"]["median_ms"]))
+    for name, r in res.items():
+        print(f"{name:16s} {r['median_ms']:8.2f} ms (p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f})  "
+              f"vs ORT {r['ratio_to_onnxruntime']:.2f}")
+    print(f"tuned {len(records)} candidates in {tuning_s:.0f} s; tuned output vs untuned: relative error {err:.1e}")
+    path = save(f"tune-{args.model}", {"model": args.model, "target": target, "tuner": args.tuner,
+                                       "budget_s": args.budget, "tuning_s": tuning_s, "trials": len(records),
+                                       "results": res, "curve": points, "tasks": summary, "log": log,
+                                       "tvm_metaschedule": TVM_METASCHEDULE, "tuned_rel_err": err})
+    print(f"saved {path}")
+    plot(points, res, args, path.replace(".json", ".png"))
+
+
+def plot(points: list, res: dict, args, png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs, ys = zip(*points)
+    ax.step(xs, ys, where="post", label=f"lathe {args.tuner} (estimated; last point measured)")
+    ax.axhline(res["onnxruntime"]["median_ms"], color="gray", ls="--", label="ONNX Runtime (same run)")
+    tvm = TVM_METASCHEDULE
+    ax.scatter([tvm["tuning_s"]], [tvm["resnet18_ms"]], color="C3", zorder=3,
+               label=f"TVM 0.27 MetaSchedule, {tvm['trials']} trials (published)")
+    ax.set_xlabel("tuning seconds")
+    ax.set_ylabel(f"{args.model} latency, ms ({args.threads} threads)")
+    ax.set_title(f"time to quality: {args.model} on llvm")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png)
+    print(f"saved {png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Measure one candidate: build and run its kernel in a worker process with a time limit.
+
+Workers come from a forkserver (a clean process that never ran a kernel: libgomp, OpenCL and GL
+state do not survive fork), so a candidate that crashes, hangs or computes a wrong result ends as a
+record with that status and the tuner goes on. The first measurement of a task is its default
+config; its outputs are the reference later candidates must match.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+
+import numpy as np
+
+REPEAT = 5
+_CTX = None
+
+
+def _context():
+    global _CTX
+    if _CTX is None:
+        _CTX = mp.get_context("forkserver")
+        _CTX.set_forkserver_preload(["lathe", "lathe.codegen.llvm", "lathe.runtime.module", "numpy"])
+    return _CTX
+
+
+def random_args(params: list, n_out: int, halos: list[int], seed: int = 0) -> list[np.ndarray]:
+    """Seeded random inputs (small integers for integer types) and zeroed outputs; a haloed blocked
+    (N, C/b, H, W, b) argument is the interior view of an array with a zero border, as in whole models."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, (p, h) in enumerate(zip(params, halos)):
+        shape, dtype = tuple(p["shape"]), np.dtype(p["dtype"])
+        stored = shape if not h else (*shape[:2], shape[2] + 2 * h, shape[3] + 2 * h, shape[4])
+        full = np.zeros(stored, dtype)
+        arr = full[:, :, h:-h, h:-h, :] if h else full
+        if k < len(params) - n_out:
+            arr[...] = rng.standard_normal(shape) if dtype.kind == "f" else rng.integers(0, 3, shape)
+        out.append(arr)
+    return out
+
+
+def _time(kern, args: list, repeat: int) -> list[float]:
+    """Seconds per call, `repeat` times, each averaged over enough calls to last about a millisecond."""
+    t0 = time.perf_counter()
+    kern(*args)
+    number = max(1, min(100, int(1e-3 / max(time.perf_counter() - t0, 1e-7))))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            kern(*args)
+        times.append((time.perf_counter() - t0) / number)
+    return times
+
+
+def _worker(conn, func, target: str, n_out: int, halos: list[int], fault: str | None, repeat: int) -> None:
+    try:
+        if fault == "crash":  # test hook (tests/test_tune.py): a worker that dies like a segfaulting kernel
+            import os
+
+            os.abort()
+        if fault == "hang":
+            time.sleep(3600)
+        import lathe
+        from lathe.runtime.module import param_specs
+
+        built = kern = lathe.build(func, target=target)
+        args = random_args(param_specs(func), n_out, halos)
+        if any(halos):  # interior views are not contiguous: pass their addresses as whole models do
+            ptrs = [a.ctypes.data for a in args]
+            kern = lambda *_: built._cfunc(*ptrs)  # noqa: E731 - `built` keeps the JIT code alive
+        kern(*args)
+        outs = args[len(args) - n_out:]
+        if fault == "wrong":
+            outs[0] += 1
+        outs = [o.copy() for o in outs]
+        conn.send(("ok", outs, _time(kern, args, repeat), ""))
+    except Exception as err:  # noqa: BLE001 - any failure to build or run is this candidate's result
+        conn.send(("error", None, None, f"{type(err).__name__}: {err}"[:2000]))
+
+
+def run_candidate(func, target: str, n_out: int, halos: list[int], timeout: float, fault: str | None = None,
+                  repeat: int = REPEAT) -> tuple[str, list | None, list | None, str]:
+    """(status, outputs, seconds per repeat, error text) of one lowered kernel, in a worker process."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(send, func, target, n_out, halos, fault, repeat), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(timeout):
+            return "timeout", None, None, f"no result within {timeout:.0f} s (build + run); worker killed"
+        try:
+            return recv.recv()
+        except EOFError:
+            proc.join(5)
+            code = proc.exitcode
+            why = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            return "error", None, None, f"worker died ({why})"
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        recv.close()
+
+
+def matches(outs: list, ref: list) -> bool:
+    """Same results as the default schedule, up to float reassociation."""
+    return all(o.shape == r.shape and np.allclose(o, r, rtol=1e-3, atol=1e-4 * (float(np.abs(r).max()) + 1.0))
+               for o, r in zip(outs, ref))
