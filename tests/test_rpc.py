@@ -66,11 +66,13 @@ def test_refuses_a_socket_without_the_right_token(session) -> None:
 
 def test_serves_only_the_runtime_files(session) -> None:
     base = f"http://127.0.0.1:{session.port}"
-    assert b"lathe" in urllib.request.urlopen(base + "/lathe.js").read()
+    with urllib.request.urlopen(base + "/lathe.js") as r:
+        assert b"lathe" in r.read()
     for path in ("/../pyproject.toml", "/lathe/rpc/server.py", "/web/lathe.js", "/etc/passwd"):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(base + path)
         assert err.value.code == 404
+        err.value.close()  # an open response would hold the server's shutdown
 
 
 def test_binds_loopback_unless_asked() -> None:

@@ -106,3 +106,22 @@ def test_static_page_classifies_the_cat(session, tmp_path) -> None:
     finally:
         page.close()
         server.shutdown()
+
+
+def test_export_web_command_writes_a_verified_artifact(tmp_path) -> None:
+    import hashlib
+    import json
+
+    from lathe.cli import main
+
+    assert main(["export-web", "efficientnet_lite0", "-o", str(tmp_path)]) == 0
+    model = tmp_path / "model"
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["format"] == "lathe-webgl-1"
+    for f, digest in manifest["sha256"].items():
+        assert hashlib.sha256((model / f).read_bytes()).hexdigest() == digest
+    plan = json.loads((model / "graph.json").read_text())
+    programs = json.loads((model / "kernels.json").read_text())
+    assert all(src.startswith("#version 300 es") for src in programs)
+    assert {st["program"] for st in plan["steps"]} == set(range(len(programs)))
+    assert len(json.loads((tmp_path / "labels.json").read_text())) == 1000

@@ -31,7 +31,7 @@ async function main() {
     const max = Math.max(...logits), exps = logits.map(v => Math.exp(v - max)), sum = exps.reduce((a, b) => a + b);
     const top = [...logits.keys()].sort((a, b) => logits[b] - logits[a]).slice(0, 5);
     $('top5').innerHTML = top.map(k => `<tr><td class="label">${labels[k]}</td><td>${(100 * exps[k] / sum).toFixed(1)}%</td></tr>`).join('');
-    $('status').textContent = `classified in ${ms.toFixed(1)} ms (WebGL2, includes upload and read-back)`;
+    $('status').textContent = `classified in ${ms.toFixed(1)} ms (WebGL2; upload and read-back included, and on the first image the shaders' compilation)`;
     document.body.dataset.done = '1';
   }
   $('file').onchange = () => { const f = $('file').files[0]; if (f) { $('image').src = URL.createObjectURL(f); classify(); } };
