@@ -96,7 +96,7 @@ def test_tune_logs_and_compile_applies_records(tmp_path, tuner):
 
 def test_best_record_needs_a_real_gain():
     def rec(cfg: dict, t: float, tuner: str = "xgb") -> dict:
-        return {"workload": "w", "config": cfg, "status": "ok", "min_s": t, "tuner": tuner}
+        return {"workload": "w", "config": cfg, "status": "ok", "vs_default": t, "tuner": tuner}
 
     d, a, b = {"k": 1}, {"k": 2}, {"k": 3}
     assert best_configs([rec(d, 1.0, "default"), rec(a, 0.99)])["w"] == d  # inside the noise margin
