@@ -36,7 +36,7 @@ def curve(records: list[dict], tasks: list, untuned_ms: float) -> list[tuple[flo
         default = [x for x in seen[w] if x.get("tuner") == "default" and x["status"] == "ok"]
         if default:  # what the records chosen so far (noise margin, validation) would save
             best = best_records(seen[w])[w]
-            saved[w] = weight.get(w, 1) * (default[0]["min_s"] - best["min_s"])
+            saved[w] = weight.get(w, 1) * default[0]["min_s"] * (1.0 - best["vs_default"])
         points.append((r.get("elapsed_s", 0.0), untuned_ms - 1e3 * sum(saved.values())))
     return points
 

@@ -94,9 +94,20 @@ def test_tune_logs_and_compile_applies_records(tmp_path, tuner):
     assert _rel_err(tuned, plain) <= TOL
 
 
+def test_records_change_the_compiled_kernel():
+    model = conv_model()
+    (task,) = tasks_from_model(model, "llvm -threads=2")
+    other = {**task.default, "wt": next(w for w in task.space["wt"] if w != task.default["wt"])}
+    plain = lathe.compile(model, "llvm -threads=2")
+    tuned = lathe.compile(model, "llvm -threads=2", records={task.key: other})
+    same = lathe.compile(model, "llvm -threads=2", records={task.key: task.default})
+    assert tuned.source != plain.source and same.source == plain.source
+    assert _rel_err(tuned.run({"x": _x()})[0], plain.run({"x": _x()})[0]) <= TOL
+
+
 def test_best_record_needs_a_real_gain():
     def rec(cfg: dict, t: float, tuner: str = "xgb") -> dict:
-        return {"workload": "w", "config": cfg, "status": "ok", "min_s": t, "tuner": tuner}
+        return {"workload": "w", "config": cfg, "status": "ok", "vs_default": t, "tuner": tuner}
 
     d, a, b = {"k": 1}, {"k": 2}, {"k": 3}
     assert best_configs([rec(d, 1.0, "default"), rec(a, 0.99)])["w"] == d  # inside the noise margin

@@ -56,7 +56,8 @@ def _time(kern, args: list, repeat: int) -> list[float]:
     return times
 
 
-def _worker(conn, func, target: str, n_out: int, halos: list[int], fault: str | None, repeat: int) -> None:
+def _worker(conn, func, target: str, n_out: int, halos: list[int], fault: str | None, repeat: int,
+            baseline=None) -> None:
     try:
         if fault == "crash":  # test hook (tests/test_tune.py): a worker that dies like a segfaulting kernel
             import os
@@ -67,27 +68,42 @@ def _worker(conn, func, target: str, n_out: int, halos: list[int], fault: str | 
         import lathe
         from lathe.runtime.module import param_specs
 
-        built = kern = lathe.build(func, target=target)
         args = random_args(param_specs(func), n_out, halos)
-        if any(halos):  # interior views are not contiguous: pass their addresses as whole models do
-            ptrs = [a.ctypes.data for a in args]
-            kern = lambda *_: built._cfunc(*ptrs)  # noqa: E731 - `built` keeps the JIT code alive
+        kern = _callable(lathe.build(func, target=target), args, halos)
         kern(*args)
         outs = args[len(args) - n_out:]
         if fault == "wrong":
             outs[0] += 1
         outs = [o.copy() for o in outs]
-        conn.send(("ok", outs, _time(kern, args, repeat), ""))
+        if baseline is None:
+            conn.send(("ok", outs, _time(kern, args, repeat), ""))
+            return
+        # the default schedule timed alternately with the candidate: their ratio survives other load
+        base = _callable(lathe.build(baseline, target=target), args, halos)
+        times, base_times = [], []
+        for _ in range(repeat):
+            times += _time(kern, args, 1)
+            base_times += _time(base, args, 1)
+        conn.send(("ok", outs, (times, base_times), ""))
     except Exception as err:  # noqa: BLE001 - any failure to build or run is this candidate's result
         conn.send(("error", None, None, f"{type(err).__name__}: {err}"[:2000]))
 
 
+def _callable(built, args: list, halos: list[int]):
+    if not any(halos):
+        return built
+    ptrs = [a.ctypes.data for a in args]  # interior views are not contiguous: pass addresses as whole models do
+    return lambda *_: built._cfunc(*ptrs)  # `built` (captured) keeps the JIT code alive
+
+
 def run_candidate(func, target: str, n_out: int, halos: list[int], timeout: float, fault: str | None = None,
-                  repeat: int = REPEAT) -> tuple[str, list | None, list | None, str]:
-    """(status, outputs, seconds per repeat, error text) of one lowered kernel, in a worker process."""
+                  repeat: int = REPEAT, baseline=None) -> tuple[str, list | None, object, str]:
+    """(status, outputs, seconds per repeat, error text) of one lowered kernel, in a worker process;
+    with a `baseline` function the times are (candidate's, baseline's), measured alternately."""
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, func, target, n_out, halos, fault, repeat), daemon=True)
+    proc = ctx.Process(target=_worker, args=(send, func, target, n_out, halos, fault, repeat, baseline),
+                       daemon=True)
     proc.start()
     send.close()
     try:

@@ -1,13 +1,16 @@
 """Tuning records: one JSON object per line, appended as candidates are measured (so a killed run resumes).
 
 {"workload": key, "config": {knob: value}, "status": "ok" | "error" | "timeout" | "wrong",
- "median_s": ..., "min_s": ..., "gflops": ..., "error": text, "tuner": name, "elapsed_s": seconds into the run}
+ "median_s": ..., "min_s": ..., "gflops": ..., "vs_default": candidate time / default time (timed alternately),
+ "error": text, "tuner": name ("default", "validate", or the search), "elapsed_s": seconds into the run}
 """
 
 from __future__ import annotations
 
 import json
 import os
+
+import numpy as np
 
 
 def load_records(path: str) -> list[dict]:
@@ -41,23 +44,27 @@ MARGIN = 0.98  # a config replaces the default only when this much faster: gains
 
 
 def best_records(records: list[dict]) -> dict[str, dict]:
-    """workload -> the record of its fastest correct config. A config's time is the median over its
-    measurements of their minimum repeat; when some configs were measured again (validated), only
-    those compete, so one lucky measurement among hundreds cannot win."""
-    times: dict = {}
+    """workload -> the record of its fastest correct config, with `vs_default` its time over the default's.
+
+    Candidates are timed alternately with the default schedule in the same worker, so their ratio
+    `vs_default` holds under other load; a config's ratio is the median over its measurements. When
+    some configs were measured again (validated), only those compete, so one lucky measurement among
+    hundreds cannot win; and a config must beat the default by the noise MARGIN."""
+    by_workload: dict = {}
     for r in records:
         if r.get("status") == "ok":
-            times.setdefault(r["workload"], {}).setdefault(json.dumps(r["config"], sort_keys=True), []).append(r)
+            key = json.dumps(r["config"], sort_keys=True)
+            by_workload.setdefault(r["workload"], {}).setdefault(key, []).append(r)
     best: dict[str, dict] = {}
-    for w, by_config in times.items():
+    for w, by_config in by_workload.items():
         most = max(len(v) for v in by_config.values())
         pool = {k: v for k, v in by_config.items() if len(v) == most or (most > 1 and len(v) > 1)}
-        score = {k: float(sorted(r["min_s"] for r in v)[len(v) // 2]) for k, v in pool.items()}
+        score = {k: float(np.median([r.get("vs_default", 1.0) for r in v])) for k, v in pool.items()}
         k = min(score, key=score.get)
         default = next((k2 for k2, v in by_config.items() if any(r.get("tuner") == "default" for r in v)), None)
-        if default in score and score[k] > MARGIN * score[default]:
-            k = default
-        best[w] = {**pool[k][0], "min_s": score[k]}
+        if default is not None and score[k] > MARGIN:
+            k, score[k] = default, 1.0
+        best[w] = {**by_config[k][0], "vs_default": score[k]}
     return best
 
 

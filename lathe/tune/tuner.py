@@ -114,14 +114,19 @@ def measure(task: Task, values: dict, ref: list | None, timeout: float) -> tuple
     """One candidate's record (without run-level fields) and its outputs."""
     func = task.lower({k: v for k, v in values.items() if k != "_fault"})
     halos = [task.graph.values[v].halo for v in task.group.inputs() + task.group.outputs]
+    baseline = task.lower(task.default) if ref is not None else None
     status, outs, times, err = run_candidate(func, str(task.target), len(task.group.outputs), halos, timeout,
-                                             values.get("_fault"))
+                                             values.get("_fault"), baseline=baseline)
     if status == "ok" and ref is not None and not matches(outs, ref):
         status, err = "wrong", "outputs differ from the default schedule's"
     rec = {"workload": task.key, "config": values, "status": status, "error": err}
     if status == "ok":
+        ratio = 1.0
+        if baseline is not None:
+            times, base = times
+            ratio = float(np.median(np.array(times) / np.array(base)))
         rec.update(median_s=float(np.median(times)), min_s=float(min(times)),
-                   gflops=task.flops / min(times) / 1e9)
+                   gflops=task.flops / min(times) / 1e9, vs_default=ratio)
     return rec, outs
 
 
@@ -142,11 +147,11 @@ class _TaskState:
 
     def summary(self, log: str) -> dict:
         recs = [r for r in load_records(log) if r["workload"] == self.task.key]
-        default = best_records([{**r, "tuner": "default"} for r in recs if r["config"] == self.task.default])
+        default = next((r["min_s"] for r in recs if r.get("tuner") == "default" and r["status"] == "ok"), None)
         best = best_records(recs).get(self.task.key)
-        return {"task": self.task.name, "weight": self.task.weight, "trials": len(self.mine),
-                "default_s": default[self.task.key]["min_s"] if default else None,
-                "best_s": best["min_s"] if best else None, "best_config": best["config"] if best else None}
+        return {"task": self.task.name, "weight": self.task.weight, "trials": len(self.mine), "default_s": default,
+                "best_s": default * best["vs_default"] if best and default else None,
+                "best_config": best["config"] if best else None}
 
 
 def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s: float | None = None,
@@ -208,7 +213,7 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
     for st in states:  # measure the default and the fastest few again, interleaved, against noise
         if over_budget(validating=True):
             break
-        good = sorted((r for r in st.mine if r["status"] == "ok"), key=lambda r: r["min_s"])
+        good = sorted((r for r in st.mine if r["status"] == "ok"), key=lambda r: r["vs_default"])
         finalists = [st.task.default] + [r["config"] for r in good if r["config"] != st.task.default][:validate]
         for _ in range(2 if len(finalists) > 1 else 0):
             for values in finalists:
