@@ -51,8 +51,9 @@ HAS_C = _c_target_works()
 
 class Case:
     def __init__(self, op: str, inputs: list, attrs: dict | None = None, opset: int = 17, outputs: int = 1,
-                 id: str = "", c: bool = False, scheduled: bool = True):
+                 id: str = "", c: bool = False, scheduled: bool = True, numpy=None):
         self.op, self.inputs, self.attrs = op, inputs, dict(attrs or {})
+        self.numpy = numpy  # a NumPy reference, used instead of ONNX Runtime (whose versions differ)
         self.opset, self.outputs, self.c, self.scheduled = opset, outputs, c, scheduled
         self.id = f"{op}-{id}" if id else op
 
@@ -272,7 +273,8 @@ add("Unsqueeze", [R(3, 2), I(-1, 0)], opset=13, id="negative")
 add("Pad", [R(2, 3, 4), I(0, 1, 2, 0, 2, 1), np.float32(1.5)], id="constant-value", c=True)
 add("Pad", [R(2, 3, 4), I(0, 2, 3, 0, 1, 2)], {"mode": "reflect"}, id="reflect", c=True)
 add("Pad", [R(2, 3, 4), I(0, 2, 5, 0, 4, 1)], {"mode": "edge"}, id="edge")
-add("Pad", [R(2, 3, 4), I(0, 2, 5, 0, 4, 1)], {"mode": "wrap"}, opset=19, id="wrap")
+add("Pad", [R(2, 3, 4), I(0, 2, 5, 0, 4, 1)], {"mode": "wrap"}, opset=19, id="wrap",  # ORT 1.30 pads wrong
+    numpy=lambda x, pads: [np.pad(x, list(zip(pads[:3], pads[3:])), mode="wrap")])
 add("Pad", [R(2, 5, 6), I(0, -1, 2, 0, 1, -2)], id="negative-crop")
 add("Pad", [R(2, 3, 4), I(1, 2), None, I(-1)], opset=18, id="axes-input")
 add("Pad", [R(2, 3, 4)], {"pads": [0, 1, 0, 0, 1, 2], "value": -2.0}, opset=2, id="opset2-attrs")
@@ -437,6 +439,8 @@ _expected: dict = {}
 
 
 def expected(case: Case) -> list:
+    if case.id not in _expected and case.numpy is not None:
+        _expected[case.id] = case.numpy(*case.inputs)
     if case.id not in _expected:
         model, _ = build_model(case)
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
