@@ -116,3 +116,25 @@ def test_lathe_imports_and_compiles_onnx_without_torch() -> None:
             "m = lathe.compile(zoo.resnet18(), 'llvm')\nprint(np.shape(m(np.zeros((1, 3, 224, 224), np.float32))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "1000" in out.stdout, out.stderr[-2000:]
+
+
+def test_torch_compile_freezes_parameters_and_buffers() -> None:
+    """dynamo passes a module's parameters and buffers (BatchNorm statistics) as graph inputs; as inputs
+    they would block BatchNorm folding and the blocked layout: only the real argument may stay one."""
+    from lathe.frontend.torch import lathe_backend
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU()).eval()
+    compiled = []
+
+    def capture(gm, example_inputs):
+        compiled.append(lathe_backend(gm, example_inputs))
+        return compiled[-1]
+
+    torch._dynamo.reset()
+    x = torch.randn(1, 3, 12, 12)
+    with torch.inference_mode():
+        got = torch.compile(net, backend=capture)(x)
+        want = net(x)
+    assert len(compiled) == 1 and len(compiled[0].lathe_module.input_names) == 1
+    assert "BatchNormalization" not in str(compiled[0].lathe_module.spec)  # folded into the conv
+    assert _close(got, want) <= RTOL

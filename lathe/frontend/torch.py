@@ -302,13 +302,14 @@ def load_torch(module, example_inputs: tuple | None = None, frozen: dict | None 
 def lathe_backend(gm, example_inputs, options: dict | None = None):
     """The `torch.compile` back end: each FX graph dynamo hands over is compiled by lathe for
     options["target"] (`torch.compile(m, backend="lathe", options={"target": "opencl"})`, default "llvm");
-    a graph lathe cannot compile runs eagerly, with a warning naming the reason. Parameters are frozen
-    into the compiled graph: this is for inference."""
+    a graph lathe cannot compile runs eagerly, with a warning naming the reason. Parameters and buffers
+    are frozen into the compiled graph: this is for inference."""
     import lathe
 
     torch = _torch()
     target = (options or {}).get("target", "llvm")
-    params = [isinstance(x, torch.nn.Parameter) or getattr(x, "_is_param", False) for x in example_inputs]
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    params = [_is_state(n, x, torch) for n, x in zip(placeholders, example_inputs)]
     try:
         ep = torch.export.export(gm, tuple(example_inputs))
         user = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
@@ -325,7 +326,17 @@ def lathe_backend(gm, example_inputs, options: dict | None = None):
         outs = module.run({name: _numpy_view(args[k]) for name, k in zip(names, keep)})
         return tuple(torch.from_numpy(o) for o in outs)
 
+    run.lathe_module = module
     return run
+
+
+def _is_state(node, x, torch) -> bool:
+    """Whether a graph input is the module's own state (a parameter or a buffer such as BatchNorm's running
+    statistics), which dynamo passes as an input: only the compiled function's own arguments stay inputs.
+    dynamo names such inputs after where they live (`l_self_modules_bn_buffers_running_mean_`)."""
+    source = getattr(node.meta.get("grapharg"), "source", None)
+    where = source.name() if callable(getattr(source, "name", None)) else node.name
+    return isinstance(x, torch.nn.Parameter) or "_parameters" in where or "_buffers" in where
 
 
 def _numpy_view(t) -> np.ndarray:
