@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np  # noqa: E402
 
-from bench.common import RESULTS, interleaved, save, stats
+from bench.common import RESULTS, interleaved, save, stats  # noqa: E402
 
 TVM_METASCHEDULE = {"trials": 577, "tuning_s": 747.0, "resnet18_ms": 21.8}
 
