@@ -43,6 +43,17 @@ def contiguous_base(index: Expr) -> Expr | None:
     return None
 
 
+def nonneg(e) -> bool:
+    """True when e is built from loop variables (which count up from 0) and non-negative constants."""
+    if isinstance(e, Const):
+        return e.value >= 0
+    if isinstance(e, Var):
+        return e.dtype.startswith("int")  # in lowered IR the only integer variables are loop counters
+    if isinstance(e, Binary) and e.op in ("+", "*", "//", "%", "min", "max"):
+        return nonneg(e.a) and nonneg(e.b)
+    return False
+
+
 class CStyleRenderer:
     # ---- the language table: subclasses override these
     types = {"float32": "float", "float64": "double", "float16": "half", "int32": "int", "int64": "long",
@@ -57,6 +68,9 @@ class CStyleRenderer:
     binops = {"+": "+", "-": "-", "*": "*", "/": "/", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
               "==": "==", "!=": "!=", "and": "&&", "or": "||"}
     stack_limit = 64 * 1024  # bytes; larger local allocations go to the heap
+    # index math on loop counters is never negative, so floor division by a positive constant may be the
+    # language's own / and % instead of the sign-safe helper functions
+    plain_counter_division = False
 
     def __init__(self, threads: int = 1):
         self.threads = threads
@@ -356,6 +370,10 @@ class CStyleRenderer:
 
     def expr_Binary(self, e: Binary, prec: int = 99) -> str:
         op, dtype, vector = e.op, e.a.dtype, lanes_of(e.a.dtype) > 1
+        if (self.plain_counter_division and op in ("//", "%") and not is_float(e.dtype) and not vector
+                and isinstance(e.b, Const) and e.b.value > 0 and nonneg(e.a)):
+            text = f"{self.expr(e.a, 13)} {'/' if op == '//' else '%'} {self.expr(e.b, 14)}"
+            return text if prec <= 13 else f"({text})"
         if op in ("//", "%") or (op == "/" and not is_float(dtype)):  # ints divide with floor semantics
             return self.floor_divmod("%" if op == "%" else "//", self.expr(e.a), self.expr(e.b), dtype)
         if op in ("min", "max"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lathe.codegen.cstyle import BYTES, RESERVED, CStyleRenderer, UnsupportedError
 from lathe.errors import BuildError
-from lathe.expr import Binary, Call, Const, Var, is_float, lanes_of, scalar_of
+from lathe.expr import Call, Const, is_float, lanes_of, scalar_of
 from lathe.tir.stmt import Allocate, Evaluate, For, PrimFunc, walk
 
 DIMS = {"x": 0, "y": 1, "z": 2}
@@ -35,17 +35,6 @@ def launch_of(func: PrimFunc) -> dict:
     return {"groups": groups, "local": local, "shared_bytes": shared[0]}
 
 
-def nonneg(e) -> bool:
-    """True when e is built from loop variables (which count up from 0) and non-negative constants."""
-    if isinstance(e, Const):
-        return e.value >= 0
-    if isinstance(e, Var):
-        return e.dtype.startswith("int")  # in lowered IR the only integer variables are loop counters
-    if isinstance(e, Binary) and e.op in ("+", "*", "//", "%", "min", "max"):
-        return nonneg(e.a) and nonneg(e.b)
-    return False
-
-
 class GPURenderer(CStyleRenderer):
     """Thread-bound loops, shared memory and barriers; subclasses name the language's spellings."""
 
@@ -54,6 +43,7 @@ class GPURenderer(CStyleRenderer):
     barrier_call = ""
     extra_reserved: frozenset = frozenset()
     hoist_shared = False  # OpenCL wants __local arrays at kernel scope
+    plain_counter_division = True  # a GPU compiler strength-reduces / and % by constants
 
     def __init__(self, threads: int = 1):
         super().__init__(threads)
@@ -110,15 +100,6 @@ class GPURenderer(CStyleRenderer):
             self.stmt(s.body)
             self.depth -= 1
             self.emit("}")
-
-    def expr_Binary(self, e: Binary, prec: int = 99) -> str:
-        """Index math on loop variables is never negative: floor division is C's / and %, which a GPU
-        compiler strength-reduces (the base's helper functions branch on signs)."""
-        if (e.op in ("//", "%") and not is_float(e.dtype) and lanes_of(e.dtype) == 1 and isinstance(e.b, Const)
-                and e.b.value > 0 and nonneg(e.a)):
-            text = f"{self.expr(e.a, 13)} {'/' if e.op == '//' else '%'} {self.expr(e.b, 14)}"
-            return text if prec <= 13 else f"({text})"
-        return super().expr_Binary(e, prec)
 
     def stmt_Evaluate(self, s: Evaluate) -> None:
         if isinstance(s.value, Call) and s.value.name == "barrier":
