@@ -54,7 +54,9 @@ class WGSLRenderer(GPURenderer):
         self.module_vars: list[str] = []
         self.bindings = 0
         body = self.function(func)
-        groups = self.launch[func.name]["groups"]
+        launch = self.launch[func.name]
+        launch["bindings"], launch["written"] = len(func.params), sorted(self.written)  # for the bind group layout
+        groups = launch["groups"]
         if max(groups) > MAX_GROUPS:
             raise UnsupportedError(f"kernel {func.name}: {max(groups)} workgroups in one dimension exceed WebGPU's "
                                    f"maxComputeWorkgroupsPerDimension {MAX_GROUPS}; bind fewer, larger groups")
@@ -177,6 +179,7 @@ class WGSLRenderer(GPURenderer):
 
 
 def render_wgsl(func: PrimFunc) -> tuple[str, dict]:
-    """The WGSL module of one kernel and its launch ({"groups", "local", "shared_bytes"})."""
+    """The WGSL module of one kernel and its launch ({"groups", "local", "shared_bytes", "bindings": storage
+    buffers, "written": the positions bound read_write})."""
     r = WGSLRenderer()
     return r.render(func), r.launch[func.name]

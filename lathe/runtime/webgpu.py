@@ -10,7 +10,6 @@ compute pass of one command encoder. Artifacts store the WGSL source of every ke
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 
@@ -79,18 +78,18 @@ def check_limits(name: str, launch: dict, nbuffers: int, dev) -> None:
 class Pipeline:
     """One compiled WGSL module: its compute pipeline, launch and explicit bind group layout."""
 
-    def __init__(self, name: str, source: str, launch: dict, nbuffers: int):
+    def __init__(self, name: str, source: str, launch: dict):
         import wgpu
 
         dev = device()
-        check_limits(name, launch, nbuffers, dev)
+        check_limits(name, launch, launch["bindings"], dev)
         self.name, self.source, self.launch = name, source, launch
         try:
             module = dev.create_shader_module(code=source)
             # every binding declared, read-only or not, whether or not the shader reads it ("auto" drops unused ones)
             entries = [{"binding": k, "visibility": wgpu.ShaderStage.COMPUTE,
-                        "buffer": {"type": "storage" if " var<storage, read_write> " in line else "read-only-storage"}}
-                       for k, line in enumerate(re.findall(r"^@group\(0\).*$", source, re.M))]
+                        "buffer": {"type": "storage" if k in launch["written"] else "read-only-storage"}}
+                       for k in range(launch["bindings"])]
             self.layout = dev.create_bind_group_layout(entries=entries)
             self.pipeline = dev.create_compute_pipeline(
                 layout=dev.create_pipeline_layout(bind_group_layouts=[self.layout]),
@@ -162,11 +161,10 @@ class WGPUKernel(Kernel):
         from lathe.codegen.wgsl import render_wgsl
 
         source, launch = render_wgsl(func)
-        self.pipe = Pipeline(func.name, source, launch, len(func.params))
+        self.pipe = Pipeline(func.name, source, launch)
         self.launch = launch
         specs = param_specs(func)
-        self._written = [k for k, line in enumerate(re.findall(r"^@group\(0\).*$", source, re.M))
-                         if "read_write" in line]
+        self._written = launch["written"]
         self._sizes = [_nbytes(p["shape"]) for p in specs]
         self._dev = [_buffer(n) for n in self._sizes]
         self._group = self.pipe.bind([(b, max(4, n)) for b, n in zip(self._dev, self._sizes)])
@@ -226,8 +224,7 @@ class WGPUGraphModule(GraphModule):
         self._dev = dev
         self._bufs = {io["name"]: np.empty(io["shape"], io["dtype"]) for io in spec["inputs"]}
         self._input_names = [i["name"] for i in spec["inputs"]]
-        pipes = {name: Pipeline(name, src, spec["launch"][name], src.count("@group(0)"))
-                 for name, src in sources.items()}
+        pipes = {name: Pipeline(name, src, spec["launch"][name]) for name, src in sources.items()}
         self._steps = []
         for st in spec["steps"]:
             sizes = [max(4, _nbytes(values[a]["shape"])) for a in st["args"]]
