@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from lathe.errors import TargetError
 from lathe.te.schedule import Schedule
 from lathe.target import BUILDABLE, Target
@@ -13,34 +15,20 @@ def lower(s: Schedule, args: list, name: str = "main") -> PrimFunc:
     return run_pipeline(lower_schedule(s, list(args), name))
 
 
+# target kind -> (module, function) that turns one lowered function into a callable Kernel
+KERNEL_BUILDERS = {"llvm": ("lathe.codegen.llvm", "build_llvm"), "c": ("lathe.codegen.c", "build_c"),
+                   "opencl": ("lathe.runtime.opencl", "build_opencl"), "cuda": ("lathe.runtime.cuda", "build_cuda"),
+                   "opengl": ("lathe.runtime.opengl", "build_opengl"),
+                   "webgpu": ("lathe.runtime.webgpu", "build_webgpu")}
+
+
 def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target = "llvm", name: str = "main"):
     """Compile a schedule (or lowered function) for `target`; returns a callable `Kernel`."""
     t = Target.parse(target)
     func = s if isinstance(s, PrimFunc) else lower(s, args or [], name)
-    if t.kind == "llvm":
-        from lathe.codegen.llvm import build_llvm
-
-        return build_llvm(func, t)
-    if t.kind == "c":
-        from lathe.codegen.c import build_c
-
-        return build_c(func, t)
-    if t.kind == "opencl":
-        from lathe.runtime.opencl import build_opencl
-
-        return build_opencl(func, t)
-    if t.kind == "cuda":
-        from lathe.runtime.cuda import build_cuda
-
-        return build_cuda(func, t)
-    if t.kind == "opengl":
-        from lathe.runtime.opengl import build_opengl
-
-        return build_opengl(func, t)
-    if t.kind == "webgpu":
-        from lathe.runtime.webgpu import build_webgpu
-
-        return build_webgpu(func, t)
+    if t.kind in KERNEL_BUILDERS:
+        module, fn = KERNEL_BUILDERS[t.kind]
+        return getattr(importlib.import_module(module), fn)(func, t)
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
 
