@@ -220,7 +220,12 @@ class CStyleRenderer:
             self.stmt(x)
 
     def stmt_Evaluate(self, s: Evaluate) -> None:
+        if isinstance(s.value, Call) and s.value.name == "prefetch":
+            return self.prefetch(s.value.args[0])
         self.emit(self.expr(s.value, 0) + ";")
+
+    def prefetch(self, load: Load) -> None:
+        """A cache hint for the element `load` reads; languages without one drop it."""
 
     def stmt_IfThenElse(self, s: IfThenElse) -> None:
         self.emit(f"if ({self.expr(s.cond, 0)}) {{")

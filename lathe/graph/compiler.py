@@ -125,7 +125,7 @@ def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
         from lathe.graph.layout import add_halos, block_layout
         from lathe.ops.cpu import vector_lanes
 
-        g = block_layout(g, vector_lanes(target))
+        g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")
     groups = fuse(g)
     if blocked:
         add_halos(g, groups)
