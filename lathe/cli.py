@@ -30,7 +30,7 @@ def target_status() -> list[tuple[str, bool, str]]:
         elif kind == "c":
             cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
             rows.append((kind, bool(cc), f"C compiler {cc}" if cc else "no C compiler (apt-get install gcc)"))
-        elif kind in ("opencl", "cuda", "opengl", "webgl", "webgpu"):  # each device runtime reports (usable, why)
+        elif kind in ("opencl", "cuda", "opengl", "webgl", "webgpu", "wasm"):  # each runtime reports (usable, why)
             rows.append((kind, *importlib.import_module(f"lathe.runtime.{kind}").status()))
         else:
             rows.append((kind, False, "no code generator in this version of lathe"))

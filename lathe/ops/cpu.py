@@ -28,7 +28,7 @@ def _target(target) -> Target:
 def vector_lanes(target: Target | str | None = None, dtype: str = "float32") -> int:
     """Lanes of one SIMD register for `dtype`: 16 floats with AVX-512, else 8 (AVX2-class)."""
     t = _target(target)
-    bits = int(t.attrs.get("vector-bits", 0))
+    bits = int(t.attrs.get("vector-bits", 0)) or (128 if t.kind == "wasm" else 0)  # SIMD128
     if not bits:
         from lathe.codegen.llvm import host_cpu, vector_bits_for
 
