@@ -90,18 +90,22 @@ def test_static_page_classifies_the_cat(session, tmp_path) -> None:
     from lathe.web_export import export_web
 
     out = export_web("efficientnet_lite0", str(tmp_path / "site"))
-    assert sorted(os.listdir(out)) == ["app.js", "cat.png", "index.html", "labels.json", "lathe.js", "model"]
+    assert sorted(os.listdir(out)) == ["app.js", "cat.png", "index.html", "labels.json", "lathe.js", "model",
+                                       "webgpu.js"]
     handler = functools.partial(Quiet, directory=out)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     page = session.page.context.new_page()
     try:
+        # a browser without WebGPU (test_webgpu_browser.py runs the page with it): the page falls back to WebGL2
+        page.add_init_script("Object.defineProperty(Navigator.prototype, 'gpu', {get: () => undefined})")
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
         page.wait_for_selector("body[data-done]", timeout=120_000)
         assert page.get_attribute("body", "data-done") == "1", page.inner_text("#error")
         labels = page.locator("td.label").all_inner_texts()
         assert labels[0] == "tiger cat", f"top-5 on the page: {labels}"
-        assert "classified in" in page.inner_text("#status")
+        assert "classified in" in page.inner_text("#status") and page.get_attribute("body", "data-backend") == "webgl"
+        assert page.inner_text("#backend").startswith("WebGL2 (no WebGPU: lathe: this browser has no WebGPU")
         # the README's picture: refreshed on request only, so a test run leaves the checkout clean
         shot = str(tmp_path / "page.png")
         if os.environ.get("LATHE_UPDATE_DOCS"):
@@ -120,7 +124,8 @@ def test_export_web_command_writes_a_verified_artifact(tmp_path) -> None:
     from lathe.cli import main
 
     assert main(["export-web", "efficientnet_lite0", "-o", str(tmp_path)]) == 0
-    model = tmp_path / "model"
+    assert (tmp_path / "model" / "webgpu" / "kernels.wgsl").read_text().count("@compute") > 10
+    model = tmp_path / "model" / "webgl"
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["format"] == "lathe-webgl-1"
     for f, digest in manifest["sha256"].items():

@@ -1,7 +1,9 @@
 // The browser side of lathe.rpc: connects back to the Python server (token from this page's URL) and
 // runs what it asks. Requests are JSON text frames; one flagged {binary: true} is followed by one binary
 // frame (params blob, input data). Replies mirror that; nothing here evaluates what it receives.
+// A load with kind 'webgpu' makes a WebGPU model (webgpu.js), any other a WebGL2 one (lathe.js).
 import {createContext, Model} from './lathe.js';
+import {createDevice, Model as GPUModel, splitKernels} from './webgpu.js';
 
 const status = (text) => { document.getElementById('status').textContent = text; };
 
@@ -9,7 +11,7 @@ export function connect() {
   const token = new URLSearchParams(location.search).get('token') ?? '';
   const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(token)}`);
   ws.binaryType = 'arraybuffer';
-  let gl = null;
+  let gl = null, gpu = null;  // the WebGL2 context and the GPUDevice, each made when first needed
   const models = new Map();
   let nextModel = 1;
   const inbox = [], waiters = [];
@@ -19,19 +21,29 @@ export function connect() {
   ws.onclose = () => status('disconnected');
 
   const handlers = {
-    info: () => ({userAgent: navigator.userAgent, renderer: (() => {
+    info: async () => ({userAgent: navigator.userAgent, renderer: (() => {
       gl ??= createContext(); const d = gl.getExtension('WEBGL_debug_renderer_info');
-      return d ? gl.getParameter(d.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); })()}),
+      return d ? gl.getParameter(d.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); })(),
+      webgpu: await (async () => { try { gpu ??= await createDevice(); return gpu.latheAdapter; }
+                                   catch (err) { return `none: ${err.message}`; } })()}),
     load: async (m, blob) => {
-      gl ??= createContext();
       const id = nextModel++;
-      models.set(id, await Model.create(gl, m.plan, blob, m.programs));
+      if (m.kind === 'webgpu') {
+        gpu ??= await createDevice();
+        models.set(id, await GPUModel.create(gpu, m.plan, blob, splitKernels(m.kernels)));
+      } else {
+        gl ??= createContext();
+        models.set(id, await Model.create(gl, m.plan, blob, m.programs));
+      }
       return {model: id};
     },
-    set: (m, blob) => { model(m).setInput(m.name, new Float32Array(blob)); return {}; },
+    set: (m, blob) => { model(m).setInput(m.name, m.int ? new Int32Array(blob) : new Float32Array(blob)); return {}; },
     run: (m) => { model(m).run(); return {}; },
-    read: (m) => ({binary: model(m).read(m.name).buffer}),
-    time: (m) => { const t = model(m).time(m.repeat, m.warmup); return t; },
+    read: async (m) => {
+      const x = model(m);
+      return {binary: (x instanceof GPUModel ? (await x.read([m.name]))[0] : x.read(m.name)).buffer};
+    },
+    time: async (m) => await model(m).time(m.repeat, m.warmup),
     free: (m) => { models.delete(m.model); return {}; },
   };
   const model = (m) => { const x = models.get(m.model); if (!x) throw new Error(`no model ${m.model}`); return x; };

@@ -42,7 +42,8 @@ class WGSLRenderer(GPURenderer):
     math_funcs = ("exp", "log", "sqrt", "tanh", "erf", "pow", "fabs", "floor", "ceil", "fmin", "fmax")
     wgsl_math = {"fabs": "abs", "fmin": "min", "fmax": "max"}
     float_suffix: dict = {}
-    infinity, nan = "bitcast<f32>(0x7f800000u)", "bitcast<f32>(0x7fc00000u)"
+    infinity, nan = "lathe_inf()", "lathe_nan()"  # functions: browsers (Tint) refuse constant expressions
+    special_bits = {"lathe_inf": "0x7f800000u", "lathe_nan": "0x7fc00000u"}  # that evaluate to inf or NaN
     index_names = {"blockIdx.x": "i32(lathe_group.x)", "blockIdx.y": "i32(lathe_group.y)",
                    "blockIdx.z": "i32(lathe_group.z)", "threadIdx.x": "i32(lathe_local.x)",
                    "threadIdx.y": "i32(lathe_local.y)", "threadIdx.z": "i32(lathe_local.z)"}
@@ -60,6 +61,9 @@ class WGSLRenderer(GPURenderer):
         if max(groups) > MAX_GROUPS:
             raise UnsupportedError(f"kernel {func.name}: {max(groups)} workgroups in one dimension exceed WebGPU's "
                                    f"maxComputeWorkgroupsPerDimension {MAX_GROUPS}; bind fewer, larger groups")
+        for fn, bits in self.special_bits.items():  # a load from a var is no constant expression
+            if f"{fn}()" in body or any(f"{fn}()" in h for h in self.helpers.values()):
+                self.define(fn, "f32", "", f"var bits = {bits}; return bitcast<f32>(bits);")
         return "\n".join([*self.module_vars, *self.helpers.values(), body]) + "\n"
 
     def name(self, obj, hint: str) -> str:  # WGSL reserves identifiers that start with "__"

@@ -1,7 +1,7 @@
-"""Drive lathe's WebGL runtime (web/) in a browser tab from Python.
+"""Drive lathe's browser runtimes (web/: WebGL2 and WebGPU) in a browser tab from Python.
 
     session = lathe.rpc.browser()          # headless Chromium, or print the URL for your own browser
-    mod = lathe.compile(model, target="webgl").attach(session)
+    mod = lathe.compile(model, target="webgl").attach(session)    # or target="webgpu"
     mod(x); mod.benchmark({"input": x}, repeat=100)
 
 The server (websockets) binds 127.0.0.1 unless told otherwise, serves the runtime page, and accepts a

@@ -21,10 +21,11 @@ import numpy as np
 from lathe.errors import LatheError, TargetError
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
-PAGES = {"/": "rpc.html", "/rpc.html": "rpc.html", "/rpc.js": "rpc.js", "/lathe.js": "lathe.js"}
+PAGES = {"/": "rpc.html", "/rpc.html": "rpc.html", "/rpc.js": "rpc.js", "/lathe.js": "lathe.js",
+         "/webgpu.js": "webgpu.js"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 MAX_MESSAGE = 64 << 20  # bytes per frame from the browser: outputs and errors, never weights
-CHROMIUM_ARGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--no-sandbox",
+CHROMIUM_ARGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--enable-unsafe-webgpu", "--no-sandbox",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--disable-quic"]
 
@@ -160,16 +161,24 @@ class Session:
         return self.request("info")[0]
 
     def load(self, plan: dict, blob: bytes, programs: list[str]) -> int:
+        """A webgl artifact (plan, params blob, GLSL programs) -> the tab's model handle."""
         return self.request("load", blob, plan=plan, programs=programs)[0]["model"]
 
-    def set_input(self, model: int, name: str, arr: np.ndarray) -> None:
-        self.request("set", np.ascontiguousarray(arr, dtype="<f4").tobytes(), model=model, name=name)
+    def load_webgpu(self, plan: dict, blob: bytes, kernels: str) -> int:
+        """A webgpu artifact (graph.json, params.bin, kernels.wgsl) -> the tab's model handle."""
+        return self.request("load", blob, kind="webgpu", plan=plan, kernels=kernels)[0]["model"]
+
+    def set_input(self, model: int, name: str, arr: np.ndarray, as_int32: bool = False) -> None:
+        """Send an input as float32, or as int32 (how webgpu stores integer and bool tensors)."""
+        data = np.ascontiguousarray(arr, dtype="<i4" if as_int32 else "<f4").tobytes()
+        self.request("set", data, model=model, name=name, int=as_int32)
 
     def run(self, model: int) -> None:
         self.request("run", model=model)
 
-    def read(self, model: int, name: str) -> np.ndarray:
-        return np.frombuffer(self.request("read", model=model, name=name)[1], dtype="<f4").copy()
+    def read(self, model: int, name: str, as_int32: bool = False) -> np.ndarray:
+        """A value's elements: little-endian float32 (or int32) and nothing else is made of the bytes."""
+        return np.frombuffer(self.request("read", model=model, name=name)[1], dtype="<i4" if as_int32 else "<f4").copy()
 
     def time(self, model: int, repeat: int = 50, warmup: int = 5) -> dict:
         """{median_ms, mean_ms, times_ms} of `repeat` runs, timed with performance.now() in the page."""
@@ -198,7 +207,7 @@ def browser(headless: bool = True, session: Session | None = None, launch: bool 
     except ImportError:
         sync_playwright = None
     if not (launch and exe and sync_playwright):
-        print(f"lathe.rpc: open {session.url} in a browser with WebGL2", file=sys.stderr)
+        print(f"lathe.rpc: open {session.url} in a browser with WebGL2 (WebGPU for webgpu models)", file=sys.stderr)
         session.wait(session.timeout)
         return session
     pw = sync_playwright().start()

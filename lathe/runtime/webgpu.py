@@ -9,7 +9,9 @@ compute pass of one command encoder. Artifacts store the WGSL source of every ke
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -202,16 +204,29 @@ def build_webgpu(func: PrimFunc, target) -> WGPUKernel:
 
 
 class WGPUGraphModule(GraphModule):
-    """A compiled model whose tensors live in WebGPU buffers between kernels; saves its WGSL."""
+    """A compiled model whose tensors live in WebGPU buffers between kernels; saves its WGSL.
+
+    It runs here through wgpu-native (device state made on the first run, so compiling needs no GPU), or,
+    after `attach(session)`, in a browser tab through web/webgpu.js over lathe.rpc."""
 
     kernel_file = "kernels.wgsl"
 
     def __init__(self, spec: dict, params: dict, sources: dict):
         self.spec, self.target, self.stats = spec, spec["target"], {}
         self.source = "\n".join(f"{SEPARATOR}{name}\n{src}" for name, src in sources.items())
+        self._sources = sources
         self._params = {name: np.ascontiguousarray(a) for name, a in params.items()}
+        self._bufs = {io["name"]: np.empty(io["shape"], io["dtype"]) for io in spec["inputs"]}
+        self._input_names = [i["name"] for i in spec["inputs"]]
+        self._local: tuple | None = None  # (buffers, steps) on this machine's device
+        self._session, self._handle = None, None
+
+    def _device_state(self) -> tuple:
+        """Buffers (parameters uploaded, one per memory-plan slot) and bound steps, made once."""
+        if self._local is not None:
+            return self._local
+        spec, values = self.spec, self.spec["values"]
         dev = {name: _buffer(a.size * 4, _stored(a)) for name, a in self._params.items()}
-        values = spec["values"]
         slot_bytes = [0] * len(spec["slots"])  # the plan sized slots in the tensors' own types; here each is 4 bytes
         for name, slot in spec["slot_of"].items():
             slot_bytes[slot] = max(slot_bytes[slot], _nbytes(values[name]["shape"]))
@@ -221,33 +236,78 @@ class WGPUGraphModule(GraphModule):
         for io in spec["inputs"] + spec["outputs"]:
             if io["name"] not in dev:
                 dev[io["name"]] = _buffer(_nbytes(io["shape"]))
-        self._dev = dev
-        self._bufs = {io["name"]: np.empty(io["shape"], io["dtype"]) for io in spec["inputs"]}
-        self._input_names = [i["name"] for i in spec["inputs"]]
-        pipes = {name: Pipeline(name, src, spec["launch"][name]) for name, src in sources.items()}
-        self._steps = []
+        pipes = {name: Pipeline(name, src, spec["launch"][name]) for name, src in self._sources.items()}
+        steps = []
         for st in spec["steps"]:
             sizes = [max(4, _nbytes(values[a]["shape"])) for a in st["args"]]
             pipe = pipes[st["kernel"]]
-            self._steps.append((pipe, pipe.bind([(dev[a], n) for a, n in zip(st["args"], sizes)])))
+            steps.append((pipe, pipe.bind([(dev[a], n) for a, n in zip(st["args"], sizes)])))
+        self._local = (dev, steps)
+        return self._local
 
+    # ------------------------------------------------------------------ in a browser tab
+    def attach(self, session) -> WGPUGraphModule:
+        """Run in `session` (a lathe.rpc.Session; web/webgpu.js in its tab) from now on instead of here; the
+        artifact (the files save() writes) is sent on the next run."""
+        self._session, self._handle = session, None
+        return self
+
+    def _loaded(self) -> tuple:
+        if self._handle is None or self._handle[0] is not self._session.generation():
+            with tempfile.TemporaryDirectory(prefix="lathe-webgpu-") as tmp:
+                self.save(tmp)
+                with open(os.path.join(tmp, "graph.json")) as fh:
+                    plan = json.load(fh)
+                with open(os.path.join(tmp, "params.bin"), "rb") as fh:
+                    blob = fh.read()
+            self._handle = (self._session.generation(), self._session.load_webgpu(plan, blob, self.source))
+        return self._session, self._handle[1]
+
+    def benchmark(self, feed: dict, repeat: int = 50, warmup: int = 5) -> list:
+        """Seconds per run; in a browser timed there (each run ends when its outputs are mapped on the CPU)."""
+        if self._session is None:
+            return super().benchmark(feed, repeat, warmup)
+        self._feed(feed)
+        self._execute()
+        session, model = self._loaded()
+        return [t / 1e3 for t in session.time(model, repeat, warmup)["times_ms"]]
+
+    def profile(self, feed: dict, repeat: int = 20) -> list:
+        if self._session is not None:
+            raise TargetError("target webgpu in a browser: per-kernel profiles are not supported; use benchmark()")
+        return super().profile(feed, repeat)
+
+    # ------------------------------------------------------------------ running
     def _feed(self, feed: dict) -> None:
         super()._feed(feed)
+        if self._session is not None:
+            return
+        dev = self._device_state()[0]
         for name in self._input_names:
             if self._bufs[name].size:
-                device().queue.write_buffer(self._dev[name], 0, _stored(self._bufs[name]))
+                device().queue.write_buffer(dev[name], 0, _stored(self._bufs[name]))
 
     def _execute(self) -> None:
-        _run(self._steps)
+        if self._session is None:
+            return _run(self._device_state()[1])
+        session, model = self._loaded()
+        for name in self._input_names:
+            arr = self._bufs[name]
+            session.set_input(model, name, arr, as_int32=arr.dtype != np.float32)
+        session.run(model)
 
     def _run_step(self, k: int) -> None:
-        _run(self._steps[k:k + 1])
+        _run(self._device_state()[1][k:k + 1])
 
     def _output(self, name: str) -> np.ndarray:
         if name in self._params:
             return np.array(self._params[name])
         v = self.spec["values"][name]
-        return _read(self._dev[name], tuple(v["shape"]), v["dtype"])
+        if self._session is None:
+            return _read(self._device_state()[0][name], tuple(v["shape"]), v["dtype"])
+        session, model = self._loaded()
+        raw = session.read(model, name, as_int32=np.dtype(v["dtype"]) != np.float32)
+        return raw.astype(v["dtype"]).reshape(v["shape"])
 
     def _write_library(self, dest: str) -> None:
         with open(dest, "w") as fh:
@@ -267,3 +327,22 @@ def graph_from_funcs(spec: dict, params: dict, funcs: list) -> WGPUGraphModule:
     for f in funcs:
         sources[f.name], launch[f.name] = render_wgsl(f)
     return WGPUGraphModule({**spec, "launch": launch}, params, sources)
+
+
+def kernels_module(funcs: list) -> WGPUGraphModule:
+    """Several kernels side by side as one model: argument k of kernel f is the input "f:k" (written ones are
+    outputs too), and a run dispatches each kernel once. Loads many single kernels into a browser at once."""
+    from lathe.codegen.wgsl import render_wgsl
+
+    sources, launch, values, inputs, outputs, steps = {}, {}, {}, [], [], []
+    for f in funcs:
+        sources[f.name], launch[f.name] = render_wgsl(f)
+        names = [f"{f.name}:{k}" for k in range(len(f.params))]
+        for name, p in zip(names, param_specs(f)):
+            values[name] = {"shape": p["shape"], "dtype": p["dtype"]}
+            inputs.append({"name": name, **values[name]})
+        outputs += [inputs[len(inputs) - len(names) + k] for k in launch[f.name]["written"]]
+        steps.append({"kernel": f.name, "args": names, "ops": [f.name]})
+    spec = {"target": "webgpu", "inputs": inputs, "outputs": outputs, "values": values, "slots": [], "slot_of": {},
+            "steps": steps, "launch": launch}
+    return WGPUGraphModule(spec, {}, sources)

@@ -1,5 +1,8 @@
 // The exported page: preprocess an <img> like lathe.zoo.preprocess, run the model, show top-5 and the time.
-import {createContext, loadModel} from './lathe.js';
+// WebGPU (model/webgpu, WGSL compute shaders) when the browser has it, else WebGL2 (model/webgl); ?backend=
+// webgl or webgpu picks one.
+import {createContext, loadModel as loadWebGL} from './lathe.js';
+import {createDevice, loadModel as loadWebGPU} from './webgpu.js';
 
 const $ = (id) => document.getElementById(id);
 const SIZE = 224, RESIZE = 256;
@@ -16,9 +19,25 @@ function pixels(img) {  // shorter side to 256 (bilinear), centre crop 224, (x -
   return x;
 }
 
+// {model, name, why}: WebGPU unless asked for WebGL2 or unavailable (why says what was missing)
+async function load() {
+  const wanted = new URLSearchParams(location.search).get('backend');
+  let why = '';
+  if (wanted !== 'webgl') {
+    try {
+      return {model: await loadWebGPU(await createDevice(), 'model/webgpu/'), name: 'WebGPU', why};
+    } catch (err) {
+      if (wanted === 'webgpu') throw err;
+      why = ` (no WebGPU: ${err.message ?? err})`;
+    }
+  }
+  return {model: await loadWebGL(createContext(), 'model/webgl/'), name: 'WebGL2', why};
+}
+
 async function main() {
-  const [model, labels] = await Promise.all([loadModel(createContext(), 'model/'),
-                                             fetch('labels.json').then(r => r.json())]);
+  const [{model, name, why}, labels] = await Promise.all([load(), fetch('labels.json').then(r => r.json())]);
+  document.body.dataset.backend = name === 'WebGPU' ? 'webgpu' : 'webgl';
+  $('backend').textContent = name + why;
   const input = model.plan.inputs[0].name;
   async function classify() {
     const img = $('image');
@@ -26,12 +45,13 @@ async function main() {
     const t0 = performance.now();
     model.setInput(input, pixels(img));
     model.run();
-    const logits = model.outputs()[0];
+    const logits = (await model.outputs())[0];
     const ms = performance.now() - t0;
     const max = Math.max(...logits), exps = logits.map(v => Math.exp(v - max)), sum = exps.reduce((a, b) => a + b);
     const top = [...logits.keys()].sort((a, b) => logits[b] - logits[a]).slice(0, 5);
     $('top5').innerHTML = top.map(k => `<tr><td class="label">${labels[k]}</td><td>${(100 * exps[k] / sum).toFixed(1)}%</td></tr>`).join('');
-    $('status').textContent = `classified in ${ms.toFixed(1)} ms (WebGL2; upload and read-back included, and on the first image the shaders' compilation)`;
+    $('status').textContent = `classified in ${ms.toFixed(1)} ms (${name}; upload and read-back included, and on the ` +
+                              'first image the shaders\' compilation)';
     document.body.dataset.done = '1';
   }
   $('file').onchange = () => { const f = $('file').files[0]; if (f) { $('image').src = URL.createObjectURL(f); classify(); } };
