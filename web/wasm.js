@@ -69,6 +69,19 @@ export class WasmModel {
     for (const [fn, args] of this.steps) fn(...args);
   }
 
+  // {median_ms, mean_ms, times_ms} of `repeat` runs after `warmup`, timed with performance.now()
+  time(repeat = 50, warmup = 5) {
+    const times = [];
+    for (let i = 0; i < warmup + repeat; i++) {
+      const t0 = performance.now();
+      this.run();
+      if (i >= warmup) times.push(performance.now() - t0);
+    }
+    const sorted = [...times].sort((a, b) => a - b), mid = sorted.length >> 1;
+    const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    return {median_ms: median, mean_ms: times.reduce((a, b) => a + b, 0) / times.length, times_ms: times};
+  }
+
   // a copy of an output's (or input's) bytes
   read(name) {
     const v = this._value(name);

@@ -70,6 +70,22 @@ class WasmGraphModule(WebGLGraphModule):
         super().__init__(spec, plan, blob, [])
         self.programs, self.source = wasm, source
 
+    def _send(self, session) -> int:
+        return session.load_wasm(self.plan, self.blob, self.programs)
+
+    def _execute(self) -> None:
+        session, model = self._loaded()
+        for io in self.plan["inputs"]:
+            session.set_bytes(model, io["name"], np.ascontiguousarray(self._bufs[io["name"]]).astype(
+                np.dtype(io["dtype"]).newbyteorder("<")).tobytes())
+        session.run(model)
+
+    def _output(self, name: str) -> np.ndarray:
+        session, model = self._loaded()
+        v = self.spec["values"][name]
+        data = session.read_bytes(model, name)
+        return np.frombuffer(data, dtype=np.dtype(v["dtype"]).newbyteorder("<")).astype(v["dtype"]).reshape(v["shape"])
+
     def save(self, path: str) -> None:
         """graph.json (plan), params.bin, kernels.wasm and manifest.json: what web/wasm.js loads."""
         os.makedirs(path, exist_ok=True)
@@ -98,3 +114,25 @@ def status() -> tuple[bool, str]:
         return False, "no clang/lld to build WebAssembly (apt-get install clang lld)"
     ok, why = browser_status()
     return ok, f"WebAssembly SIMD128 built by {clang}, run in headless Chromium through Playwright" if ok else why
+
+
+def kernels_module(funcs: list) -> WasmGraphModule:
+    """Several kernels side by side as one model: argument k of kernel f is the input "f:k" and, when the kernel
+    stores to it, an output too; a run calls each kernel once. Loads many single kernels into a browser at once."""
+    from lathe.runtime.module import param_specs
+    from lathe.tir.stmt import Store, walk
+
+    values, inputs, outputs, steps = {}, [], [], []
+    for f in funcs:
+        names = [f"{f.name}:{k}" for k in range(len(f.params))]
+        stored = set()
+        walk(f.body, lambda s: stored.add(id(s.buffer)) if isinstance(s, Store) else None)
+        for name, p, buf in zip(names, param_specs(f), f.params):
+            values[name] = {"shape": p["shape"], "dtype": p["dtype"]}
+            inputs.append({"name": name, **values[name]})
+            if id(buf) in stored:
+                outputs.append(inputs[-1])
+        steps.append({"kernel": f.name, "args": names, "ops": [f.name]})
+    spec = {"target": "wasm", "inputs": inputs, "outputs": outputs, "values": values, "slots": [], "slot_of": {},
+            "steps": steps}
+    return graph_from_funcs(spec, {}, funcs)
