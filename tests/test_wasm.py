@@ -1,6 +1,5 @@
-"""The wasm target in real headless Chromium through lathe.rpc and web/wasm.js: the operator cases of
-test_ops.py that the `c` target runs (the same C renderer; the cases marked c=True cover every code path of
-it), under their CPU schedules; ResNet-18 and EfficientNet-Lite0 against ONNX Runtime.
+"""The wasm target in real headless Chromium through lathe.rpc and web/wasm.js: every operator case of
+test_ops.py under its CPU schedule, ResNet-18 and EfficientNet-Lite0 against ONNX Runtime.
 
 The operator kernels are built as one WebAssembly module (one clang run, one browser load, one run), each case
 checked with test_ops' tolerances. Whole models: 1e-3 of max |ORT output|, the issue's bound.
@@ -27,7 +26,7 @@ from lathe.ops import cpu  # noqa: E402
 from lathe.runtime.wasm import build_plan, kernels_module  # noqa: E402
 from lathe.target import Target  # noqa: E402
 
-C_CASES = [c for c in test_ops.CASES if c.c]
+
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +45,7 @@ def op_outputs(session) -> dict:
     funcs, feed, names = [], {}, {}
     saved, cpu.PARALLEL_MIN_WORK = cpu.PARALLEL_MIN_WORK, 0  # the parallel paths too (one thread in wasm)
     try:
-        for k, case in enumerate(C_CASES):
+        for k, case in enumerate(test_ops.CASES):
             phs, feeds, outs = test_ops.lathe_program(case)
             _, s, touts, post = test_ops.schedule_variants(case, target, outs)[:2][-1]
             assert post is None
@@ -61,7 +60,7 @@ def op_outputs(session) -> dict:
     return {cid: [got.get(n, feed[n]) for n in ns] for cid, ns in names.items()}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in C_CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in test_ops.CASES])
 def test_op(op_outputs, case) -> None:
     test_ops.compare(op_outputs[case.id], test_ops.expected(case), f"{case.id} on wasm in Chromium")
 

@@ -198,7 +198,7 @@ class CStyleRenderer:
         self.temps = temps
         for e in order:
             if (parents.get(id(e), 0) > 1 and size[id(e)] >= 16 and (safe[id(e)] or id(e) in eager)
-                    and lanes_of(e.dtype) == 1 and e.dtype != "bool" and not isinstance(e, (Var, Const))):
+                    and scalar_of(e.dtype) != "bool" and not isinstance(e, (Var, Const, Ramp, Broadcast))):
                 name = self.fresh("cse")
                 self.emit(self.declare(e.dtype, name, self.expr(e, 0)))
                 temps[id(e)] = name  # after rendering: the declaration spells the node out once
