@@ -187,6 +187,23 @@ export class Model {
     const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     return {median_ms: median, mean_ms: times.reduce((a, b) => a + b, 0) / times.length, times_ms: times};
   }
+
+  // milliseconds per step (median of `repeat`): each kernel alone in its own submission and waited for, after
+  // the kernels before it (so it reads what they wrote, as in a real run)
+  async profile(repeat = 5) {
+    const q = this.device.queue, times = this.steps.map(() => []);
+    await q.onSubmittedWorkDone();  // a run queued before must not count as the first kernel's time
+    for (let r = 0; r < repeat; r++) {
+      for (const [k, st] of this.steps.entries()) {
+        const t0 = performance.now(), encoder = this.device.createCommandEncoder(), pass = encoder.beginComputePass();
+        pass.setPipeline(st.pipeline); pass.setBindGroup(0, st.group); pass.dispatchWorkgroups(...st.groups); pass.end();
+        q.submit([encoder.finish()]);
+        await q.onSubmittedWorkDone();
+        times[k].push(performance.now() - t0);
+      }
+    }
+    return times.map(t => t.sort((a, b) => a - b)[t.length >> 1]);
+  }
 }
 
 // Fetch an artifact directory (as written by `mod.save(dir)` for target webgpu) and compile it.
