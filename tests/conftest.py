@@ -52,3 +52,14 @@ def check(target):
         return outputs
 
     return _check
+
+
+@pytest.fixture(scope="session")
+def browser_session():
+    """One headless Chromium (lathe.rpc) for all browser tests: Playwright's sync API runs once per process."""
+    pytest.importorskip("playwright", reason="the browser tests need Playwright (pip install lathe[web])")
+    import lathe.rpc
+
+    s = lathe.rpc.browser()
+    yield s
+    s.close()

@@ -24,13 +24,9 @@ from onnx import TensorProto, helper  # noqa: E402
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
 
-@pytest.fixture(scope="session")
-def session():
-    import lathe.rpc
-
-    s = lathe.rpc.browser()
-    yield s
-    s.close()
+@pytest.fixture
+def session(browser_session):
+    return browser_session
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
