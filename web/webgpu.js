@@ -158,8 +158,15 @@ export class Model {
   }
 
   // the values' elements (Float32Array, or Int32Array for integer and bool types), after the work queued so far;
-  // with run, the model's run and the copies go in one submission
-  async read(names, run = false) {
+  // with run, the model's run and the copies go in one submission. Reads wait for each other: a staging
+  // buffer cannot be mapped twice at once (a page may classify a new image before the last one is shown)
+  read(names, run = false) {
+    const result = (this.reading ?? Promise.resolve()).then(() => this.readNow(names, run));
+    this.reading = result.catch(() => {});
+    return result;
+  }
+
+  async readNow(names, run) {
     const encoder = this.device.createCommandEncoder(), out = names.map(n => this.stagingFor(n));
     if (run) this.encode(encoder);
     names.forEach((n, i) => encoder.copyBufferToBuffer(this.buffers[n], 0, out[i].buffer, 0, out[i].buffer.size));
