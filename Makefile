@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lathe-installed
 APT_PACKAGES := gcc libc6-dev libgomp1 python3-venv pocl-opencl-icd ocl-icd-libopencl1 libegl1 libegl-mesa0 \
-	libgl1-mesa-dri libvulkan1 mesa-vulkan-drivers chromium
+	libgl1-mesa-dri libvulkan1 mesa-vulkan-drivers chromium clang lld
 
 .PHONY: setup demo test fuzz bench lint loc clean
 

@@ -29,6 +29,9 @@ def build(s: Schedule | PrimFunc, args: list | None = None, target: str | Target
     if t.kind in KERNEL_BUILDERS:
         module, fn = KERNEL_BUILDERS[t.kind]
         return getattr(importlib.import_module(module), fn)(func, t)
+    if t.kind in BUILDABLE:
+        raise TargetError(f"target {t.kind!r} runs whole models only (lathe.compile); single kernels build for "
+                          f"{', '.join(KERNEL_BUILDERS)}")
     raise TargetError(f"target {t.kind!r} has no code generator in this version of lathe "
                       f"(available: {', '.join(BUILDABLE)})")
 

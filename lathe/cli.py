@@ -30,7 +30,7 @@ def target_status() -> list[tuple[str, bool, str]]:
         elif kind == "c":
             cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
             rows.append((kind, bool(cc), f"C compiler {cc}" if cc else "no C compiler (apt-get install gcc)"))
-        elif kind in ("opencl", "cuda", "opengl", "webgl", "webgpu"):  # each device runtime reports (usable, why)
+        elif kind in ("opencl", "cuda", "opengl", "webgl", "webgpu", "wasm"):  # each runtime reports (usable, why)
             rows.append((kind, *importlib.import_module(f"lathe.runtime.{kind}").status()))
         else:
             rows.append((kind, False, "no code generator in this version of lathe"))
@@ -208,7 +208,13 @@ def cmd_tune(args) -> int:
 
     tasks = tasks_from_model(resolve_model(args.model), args.target)
     print(f"{len(tasks)} tunable kernels; {args.trials} trials ({args.tuner}) logged to {args.log}")
-    summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout)
+    runner = None
+    if args.ray:
+        from lathe.target import Target
+        from lathe.tune.measure import RayRunner
+
+        runner = RayRunner(None if args.ray == "local" else args.ray, Target.parse(args.target).threads)
+    summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout, runner=runner)
     print(f"  {'kernel':44s} {'trials':>6s} {'default ms':>10s} {'best ms':>8s} {'speed-up':>8s}")
     for r in summary:
         if r["default_s"] and r["best_s"]:
@@ -283,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, help="stop after this many seconds")
     p.add_argument("--tuner", choices=("xgb", "random", "grid"), default="xgb")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to build and run one candidate")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="measure on a Ray cluster: ADDRESS ('auto' after `ray start`), or a local one if omitted")
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

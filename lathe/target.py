@@ -9,7 +9,7 @@ from lathe.errors import TargetError
 
 KINDS = ("llvm", "c", "cuda", "opencl", "opengl", "webgl", "webgpu", "wasm")
 # kinds whose code generator exists in this version
-BUILDABLE = ("llvm", "c", "opencl", "cuda", "opengl", "webgl", "webgpu")
+BUILDABLE = ("llvm", "c", "opencl", "cuda", "opengl", "webgl", "webgpu", "wasm")
 # which schedule module (lathe/ops/<family>.py) serves each kind
 FAMILY = {"llvm": "cpu", "c": "cpu", "wasm": "cpu", "cuda": "gpu", "opencl": "gpu", "webgpu": "gpu",
           "opengl": "gl", "webgl": "gl"}

@@ -63,3 +63,20 @@ def browser_session():
     s = lathe.rpc.browser()
     yield s
     s.close()
+
+
+def check_zoo_model_in_browser(session, name: str, target: str):
+    """Compile a zoo model for a browser target, run it in `session` and compare with ONNX Runtime (1e-3 of the
+    largest output); returns (module, feeds)."""
+    ort = pytest.importorskip("onnxruntime")
+    zoo = pytest.importorskip("lathe.zoo")
+    model = zoo.get_model(name)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    feeds = {model.graph.input[0].name: x}
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    mod = lathe.compile(model, target=target).attach(session)
+    got = mod.run(feeds)[0]
+    assert got.shape == want.shape and got.dtype == want.dtype
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err <= 1e-3, f"{name} on {target} in Chromium: max error {err:.3g} of max |ORT output|"
+    return mod, feeds

@@ -31,7 +31,7 @@ def _model(nodes, x_shape, inits: dict, out: str = None) -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _check(model: onnx.ModelProto, x_shape, target: str = "llvm") -> lathe.GraphModule:
+def _check(model: onnx.ModelProto, x_shape, target: str = "llvm", tol: float = TOL) -> lathe.GraphModule:
     x = _rand(*x_shape, seed=7)
     sess = ort.InferenceSession(model.SerializeToString())
     want = sess.run(None, {"x": x})[0]
@@ -40,7 +40,7 @@ def _check(model: onnx.ModelProto, x_shape, target: str = "llvm") -> lathe.Graph
         mod = lathe.compile(model, f"{target} -threads=2 -layout={layout}")
         got = mod.run({"x": x})[0]
         err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
-        assert got.shape == want.shape and err <= TOL, f"{layout}: relative error {err:.2e} > {TOL}"
+        assert got.shape == want.shape and err <= tol, f"{layout}: relative error {err:.2e} > {tol}"
         blocked = blocked or mod
     return blocked
 
@@ -122,6 +122,67 @@ def test_haloed_values_survive_save_and_load(tmp_path, target: str) -> None:
     again = lathe.load(str(tmp_path / "art"))
     for _ in range(2):  # a second run finds the borders still zero
         np.testing.assert_array_equal(again.run({"x": x})[0], want)
+
+
+# Winograd F(m x m, 3x3) adds and subtracts scaled copies of the inputs before multiplying, so it rounds
+# differently from a direct sum: ~1e-6 relative for m=2, a few 1e-6 for m=4 (float32)
+WINOGRAD_TOL = 5e-5
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_matrices_compute_a_correlation(m: int) -> None:
+    from lathe.ops.layout import WINOGRAD
+
+    bt, g, at = (np.array(a, dtype=np.float64) for a in WINOGRAD[m])
+    rng = np.random.default_rng(m)
+    d, w = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
+    got = at @ ((g @ w @ g.T) * (bt @ d @ bt.T)) @ at.T
+    want = np.array([[(d[i:i + 3, j:j + 3] * w).sum() for j in range(m)] for i in range(m)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+WINO = [  # (id, C, M, H, W, tile the layout pass should pick)
+    ("f4-halo", 32, 32, 16, 16, 4),  # input stored with a zero border by the producing conv
+    ("f2-rect", 32, 48, 16, 8, 2),  # 8 columns: too few for 4x4 tiles; 3 output blocks of 16
+    ("f4-big-U", 96, 96, 16, 16, 4),  # U > 1 MiB: stages over the whole image, threads split the products
+]
+
+
+@pytest.mark.parametrize("target", ["llvm", "c"])
+@pytest.mark.parametrize("case", WINO, ids=[c[0] for c in WINO])
+def test_winograd_conv(case, target: str) -> None:
+    """A 1x1 conv feeding a 3x3 'same' conv with bias + residual add + relu: the 3x3 one runs as Winograd
+    (tile from the output's size) and matches ORT; the input conv runs direct."""
+    _, c, m, h, w, tile = case
+    inits = {"w0": _rand(c, c, 1, 1, seed=1), "w1": _rand(m, c, 3, 3, seed=2) * 0.2, "b1": _rand(m, seed=3)}
+    nodes = [conv("c0", "x", "w0", "a"), conv("c1", "a", "w1", "b", "b1", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["b", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    mod = _check(_model(nodes, (1, c, h, w), inits), (1, c, h, w), target, tol=WINOGRAD_TOL)
+    assert _ops(mod).count("lathe.ConvWinogradNCHWc") == 1 and _ops(mod).count("lathe.ConvNCHWc") == 1
+    halo = [v.get("halo") for k, v in mod.spec["values"].items() if k.startswith("a:c")]
+    assert halo == [1]  # the Winograd conv reads the border in place
+    from lathe.graph.layout import winograd_tile
+    from lathe.graph.ir import Node
+
+    assert winograd_tile(Node("Conv", "c1", [], [], {"pads": [1] * 4}), inits["w1"], (h, w)) == tile
+
+
+def test_winograd_reads_a_model_input_through_a_padded_copy() -> None:
+    model = _model([conv("c", "x", "w", "y", pads=[1, 1, 1, 1])], (1, 32, 8, 8), {"w": _rand(32, 32, 3, 3, seed=4)})
+    assert "lathe.ConvWinogradNCHWc" in _ops(_check(model, (1, 32, 8, 8), tol=WINOGRAD_TOL))
+
+
+NOT_WINO = [("stride2", 32, 14, {"pads": [1] * 4, "strides": [2, 2]}), ("odd-7x7", 32, 7, {"pads": [1] * 4}),
+            ("few-channels", 16, 16, {"pads": [1] * 4}), ("dilated", 32, 16, {"pads": [2] * 4, "dilations": [2, 2]}),
+            ("valid", 32, 18, {})]
+
+
+@pytest.mark.parametrize("case", NOT_WINO, ids=[c[0] for c in NOT_WINO])
+def test_winograd_only_where_it_pays(case) -> None:
+    _, c, h, attrs = case
+    model = _model([conv("c", "x", "w", "y", **attrs)], (1, c, h, h), {"w": _rand(32, c, 3, 3, seed=5)})
+    ops = _ops(_check(model, (1, c, h, h)))
+    assert "lathe.ConvWinogradNCHWc" not in ops and "lathe.ConvNCHWc" in ops
 
 
 POOLS = [("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),

@@ -25,15 +25,11 @@ def test_bad_target_strings_are_clear_errors(bad):
         lathe.Target.parse(bad)
 
 
-def test_target_without_codegen_says_so():
-    from lathe.target import BUILDABLE, KINDS
-
-    missing = [k for k in KINDS if k not in BUILDABLE]
-    if not missing:
-        pytest.skip("every target kind has a code generator now")
+@pytest.mark.parametrize("kind", ["webgl", "wasm"])
+def test_whole_model_targets_refuse_single_kernels_clearly(kind):
     s, args = add_one()
-    with pytest.raises(lathe.TargetError, match="no code generator"):
-        lathe.build(s, args, target=missing[0])
+    with pytest.raises(lathe.TargetError, match="whole models only"):
+        lathe.build(s, args, target=kind)
 
 
 def test_kernel_takes_numpy_and_lathe_arrays(target):

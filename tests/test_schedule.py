@@ -272,3 +272,39 @@ def test_kernel_exposes_source_and_ir(target):
     kernel = lathe.build(s, args, target=target)
     assert isinstance(kernel.source, str) and kernel.source.strip()
     assert isinstance(kernel.ir, str) and "i0.inner" in kernel.ir
+
+
+def _matmul_with_prefetch(offset: int):
+    """C = A @ B with k split; each inner-k iteration hints B's rows one outer-k step ahead."""
+    A, B = te.placeholder((8, 32), name="A"), te.placeholder((32, 16), name="B")
+    k = te.reduce_axis(32, "k")
+    C = te.compute((8, 16), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
+    s = te.create_schedule(C)
+    i, j = C.op.axis
+    ko, ki = s[C].split(k, factor=4)
+    s[C].reorder(i, ko, ki, j)
+    s[C].vectorize(j)
+    s[C].prefetch(B, ki, ko, offset)
+    return s, A, B, C
+
+
+@pytest.mark.parametrize("offset", [1, 3, -1])
+def test_prefetch_is_a_hint_that_changes_no_result(offset, check, rng):
+    s, A, B, C = _matmul_with_prefetch(offset)
+    a, b = random_array(rng, (8, 32)), random_array(rng, (32, 16))
+    check(s, [A, B, C], [a, b], [a.astype("float64") @ b])
+
+
+def test_prefetch_in_the_ir_and_the_code(target):
+    s, A, B, C = _matmul_with_prefetch(1)
+    ir = str(lathe.lower(s, [A, B, C]))
+    assert "prefetch(B[" in ir and "min(" in ir, ir  # one step ahead, clamped to the last step
+    kernel = lathe.build(s, [A, B, C], target=target)
+    assert ("__builtin_prefetch" if target == "c" else "llvm.prefetch") in kernel.source
+
+
+def test_prefetch_names_a_foreign_axis():
+    s, A, B, C = _matmul_with_prefetch(1)
+    k2 = te.reduce_axis(4, "k2")
+    with pytest.raises(lathe.ScheduleError, match="prefetch"):
+        s[C].prefetch(B, k2, C.op.axis[0])

@@ -180,3 +180,27 @@ def test_cli_tune(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 tunable kernels" in out and "records=" in out and "speed-up" in out
     assert len([r for r in load_records(log) if r["tuner"] != "validate"]) == 3
+
+
+def test_ray_runner_measures_on_a_local_cluster(tmp_path):
+    """The distributed mode on a local Ray cluster: faults stay records, a tuning run logs and applies."""
+    ray = pytest.importorskip("ray", reason="the Ray runner needs Ray (pip install lathe[distributed])")
+    from lathe.tune.measure import RayRunner
+    from lathe.tune.tuner import measure_many
+
+    try:
+        runner = RayRunner(cpus_per_candidate=1)
+        model, log = conv_model(), str(tmp_path / "log.jsonl")
+        (task,) = tasks_from_model(model, "llvm -threads=1")
+        (ok, ref), = measure_many(task, [task.default], None, 60, runner)
+        assert ok["status"] == "ok" and ok["min_s"] > 0
+        crash, wrong = measure_many(task, [{**task.default, "_fault": "crash"}, {**task.default, "_fault": "wrong"}],
+                                    ref, 60, runner)
+        assert crash[0]["status"] == "error" and "SIGABRT" in crash[0]["error"] and wrong[0]["status"] == "wrong"
+        tune([task], log, trials=4, tuner="random", progress=False, runner=runner)
+        search = [r for r in load_records(log) if r["tuner"] != "validate"]  # the default, then 3 candidates
+        assert len(search) == 4 and all(r["status"] == "ok" for r in search), search
+        tuned = lathe.compile(model, "llvm -threads=1", records=log).run({"x": _x()})[0]
+        assert _rel_err(tuned, lathe.compile(model, "llvm -threads=1").run({"x": _x()})[0]) <= TOL
+    finally:
+        ray.shutdown()

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no /usr/bin/chr
 ort = pytest.importorskip("onnxruntime")
 
 import test_ops  # noqa: E402  (the operator cases, ONNX Runtime references and helpers)
+from conftest import check_zoo_model_in_browser  # noqa: E402
 from test_opencl import gpu_schedule  # noqa: E402
 
 from lathe.runtime.webgpu import kernels_module  # noqa: E402
@@ -60,16 +61,7 @@ def test_op(op_outputs, case) -> None:
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet18"])
 def test_zoo_model_matches_onnxruntime(session, name: str) -> None:
-    zoo = pytest.importorskip("lathe.zoo")
-    model = zoo.get_model(name)
-    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    feeds = {model.graph.input[0].name: x}
-    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    mod = lathe.compile(model, target="webgpu").attach(session)
-    got = mod.run(feeds)[0]
-    assert got.shape == want.shape and got.dtype == want.dtype
-    err = np.abs(got - want).max() / np.abs(want).max()
-    assert err <= 1e-3, f"{name} on webgpu in Chromium: max error {err:.3g} of max |ORT output|"
+    mod, feeds = check_zoo_model_in_browser(session, name, "webgpu")
     if name == "efficientnet_lite0":  # timed inside the page: each run ends with the outputs on the CPU
         times = mod.benchmark(feeds, repeat=1, warmup=0)
         assert len(times) == 1 and 0 < times[0] < 120

@@ -1,9 +1,11 @@
 // The browser side of lathe.rpc: connects back to the Python server (token from this page's URL) and
 // runs what it asks. Requests are JSON text frames; one flagged {binary: true} is followed by one binary
 // frame (params blob, input data). Replies mirror that; nothing here evaluates what it receives.
-// A load with kind 'webgpu' makes a WebGPU model (webgpu.js), any other a WebGL2 one (lathe.js).
+// A load with kind 'webgpu' makes a WebGPU model (webgpu.js), 'wasm' a WebAssembly one (wasm.js), any
+// other a WebGL2 one (lathe.js).
 import {createContext, Model} from './lathe.js';
 import {createDevice, Model as GPUModel, splitKernels} from './webgpu.js';
+import {WasmModel} from './wasm.js';
 
 const status = (text) => { document.getElementById('status').textContent = text; };
 
@@ -28,7 +30,10 @@ export function connect() {
                                    catch (err) { return `none: ${err.message}`; } })()}),
     load: async (m, blob) => {
       const id = nextModel++;
-      if (m.kind === 'webgpu') {
+      if (m.kind === 'wasm') {
+        const bytes = new Uint8Array(blob);
+        models.set(id, await WasmModel.load(m.plan, bytes.subarray(0, m.params_bytes), bytes.subarray(m.params_bytes)));
+      } else if (m.kind === 'webgpu') {
         gpu ??= await createDevice();
         models.set(id, await GPUModel.create(gpu, m.plan, blob, splitKernels(m.kernels)));
       } else {
@@ -37,7 +42,10 @@ export function connect() {
       }
       return {model: id};
     },
-    set: (m, blob) => { model(m).setInput(m.name, m.int ? new Int32Array(blob) : new Float32Array(blob)); return {}; },
+    set: (m, blob) => {
+      model(m).setInput(m.name, m.raw ? new Uint8Array(blob) : m.int ? new Int32Array(blob) : new Float32Array(blob));
+      return {};
+    },
     run: (m) => { model(m).run(); return {}; },
     read: async (m) => {
       const x = model(m);

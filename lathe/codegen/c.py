@@ -18,7 +18,7 @@ import tempfile
 
 from lathe.codegen.cstyle import BYTES, CStyleRenderer
 from lathe.errors import BuildError
-from lathe.expr import Const, lanes_of, scalar_of, with_lanes
+from lathe.expr import Const, Load, lanes_of, scalar_of, with_lanes
 from lathe.runtime.module import Kernel, param_specs
 from lathe.target import Target
 from lathe.tir.stmt import For, PrimFunc
@@ -56,6 +56,10 @@ class CRenderer(CStyleRenderer):
         return f"free({name});"
 
     # ------------------------------------------------------------------ vectors
+    def prefetch(self, load: Load) -> None:
+        idx = self.expr(self.one_index(load.buffer, load.indices), 0)
+        self.emit(f"__builtin_prefetch(&{self.lookup(load.buffer, 'buffer')}[{idx}], 0, 2);")
+
     def vector_type(self, dtype: str) -> str:
         s, n = scalar_of(dtype), lanes_of(dtype)
         elem, width = ("int32_t", 4) if s == "bool" else (self.types[s], BYTES[s])

@@ -100,10 +100,12 @@ class WGSLRenderer(GPURenderer):
     def stmt_For(self, s: For) -> None:
         if s.kind == "thread" and s.thread_tag != "vthread":
             return super().stmt_For(s)
+        hoisted = self.hoist_invariants(s)
         v, extent = self.name(s.var, s.var.name), self.expr(s.extent)
         self.emit(f"for (var {v}: i32 = 0; {v} < {extent}; {v}++) {{")
         self.block(s.body)
         self.emit("}")
+        self.drop_invariants(hoisted)
 
     def stmt_Allocate(self, s: Allocate) -> None:
         buf = s.buffer

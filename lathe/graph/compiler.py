@@ -88,6 +88,9 @@ def lower_group(g: Graph, gr: Group, target: Target, name: str, config=None) -> 
     f = run_pipeline(lower_schedule(s, args, name, strides))
     f.attrs["flops"] = sum(2 * math.prod(st.op.shape) * math.prod(iv.extent.value for iv in st.op.reduce_axis)
                            for st in s.stages if getattr(st.op, "reduce_axis", None))  # multiply-adds x 2
+    if gr.master is not None and gr.master.op == "lathe.ConvWinogradNCHWc":  # count the convolution's own work
+        x, out = g.values[gr.master.inputs[0]].shape, g.values[gr.master.outputs[0]].shape
+        f.attrs["flops"] = 2 * math.prod(out) * x[1] * x[4] * 9  # (effective: Winograd does 2.25-4x fewer)
     return f
 
 
@@ -125,7 +128,7 @@ def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
         from lathe.graph.layout import add_halos, block_layout
         from lathe.ops.cpu import vector_lanes
 
-        g = block_layout(g, vector_lanes(target))
+        g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")
     groups = fuse(g)
     if blocked:
         add_halos(g, groups)

@@ -15,6 +15,7 @@ from lathe.graph.ir import Graph, Node, Value
 from lathe.graph.passes import remove_dead
 from lathe.ops.registry import OPS
 
+DENSE_CONVS = ("lathe.ConvNCHWc", "lathe.ConvWinogradNCHWc")
 POOLS = {"MaxPool": "lathe.MaxPoolNCHWc", "AveragePool": "lathe.AveragePoolNCHWc"}
 
 
@@ -74,6 +75,33 @@ def _pack_depthwise(w: np.ndarray, b: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(c // b, b, kh, kw).transpose(0, 2, 3, 1))
 
 
+def winograd_tile(n: Node, w: np.ndarray, out_hw: tuple) -> int | None:
+    """The Winograd output tile for a 3x3 stride-1 'same' convolution, or None for the direct one.
+
+    F(4x4, 3x3) when the output splits into 4x4 tiles, F(2x2, 3x3) into 2x2 ones. Left direct: small
+    outputs (7x7: the weights, 4x larger transformed, are what such a layer spends its time reading) and
+    few channels (the transforms would outweigh the saved multiplies)."""
+    a = n.attrs
+    if (w.shape[2:] != (3, 3) or a.get("auto_pad", "NOTSET") != "NOTSET" or list(a.get("pads") or [0]) != [1] * 4
+            or any(s != 1 for s in a.get("strides") or [1]) or any(d != 1 for d in a.get("dilations") or [1])
+            or min(w.shape[:2]) < 32):
+        return None
+    oh, ow = out_hw
+    return next((t for t in (4, 2) if oh % t == 0 and ow % t == 0 and min(oh, ow) >= 4 * t), None)
+
+
+def _pack_winograd(w: np.ndarray, tile: int, ib: int, ob: int) -> np.ndarray:
+    """U = G g G^T per (output, input) channel pair, packed (A, A, M/ob, C/ib, ib, ob); computed in float64."""
+    from lathe.ops.layout import WINOGRAD
+
+    g = np.array(WINOGRAD[tile][1], dtype=np.float64)
+    m, c = w.shape[:2]
+    u = np.einsum("ak,mckl,bl->abmc", g, w.astype(np.float64), g)
+    a = tile + 2
+    u = u.reshape(a, a, m // ob, ob, c // ib, ib).transpose(0, 1, 2, 4, 5, 3)
+    return np.ascontiguousarray(u, dtype=np.float32)
+
+
 def _conv_kind(g: Graph, n: Node) -> str | None:
     if n.op != "Conv" or len(n.outputs) != 1 or len(n.inputs) < 2:
         return None
@@ -90,8 +118,9 @@ def _conv_kind(g: Graph, n: Node) -> str | None:
     return None
 
 
-def block_layout(g: Graph, lanes: int) -> Graph:
-    """Rewrite g so that 2-D float convolutions and what runs between them use blocked layouts."""
+def block_layout(g: Graph, lanes: int, winograd: bool = True) -> Graph:
+    """Rewrite g so that 2-D float convolutions and what runs between them use blocked layouts; 3x3 ones
+    by Winograd where it pays (`winograd=False`, target option `-winograd=0`: never)."""
     r = _Rewriter(g)
     for n in g.nodes:
         kind = _conv_kind(g, n)
@@ -101,10 +130,12 @@ def block_layout(g: Graph, lanes: int) -> Graph:
             m, c = w.shape[0], x.shape[1]
             ob = (r.block.get(n.inputs[0]) if kind == "depthwise" else None) or channel_block(m, lanes)
             if ob is not None and m % ob == 0:
+                tile = None
                 if kind == "dense":
                     ib = r.block.get(n.inputs[0]) or _input_block(c, lanes)
                     ib = ib if c % ib == 0 else _input_block(c, lanes)
-                    packed = _pack_dense(w, ib, ob)
+                    tile = winograd and winograd_tile(n, w, g.values[n.outputs[0]].shape[2:])
+                    packed = _pack_winograd(w, tile, ib, ob) if tile else _pack_dense(w, ib, ob)
                 else:
                     ib, packed = ob, _pack_depthwise(w, ob)
                 ins = [r.need_blocked(n.inputs[0], ib),
@@ -114,7 +145,10 @@ def block_layout(g: Graph, lanes: int) -> Graph:
                     ins.append(r.add_value(f"{n.inputs[2]}:c{ob}", bias.shape, "float32", bias))
                 attrs = {k: v for k, v in n.attrs.items() if k in ("auto_pad", "dilations", "pads", "strides")}
                 attrs.update(kernel=list(w.shape[2:]), depthwise=int(kind == "depthwise"))
-                r.nodes.append(Node("lathe.ConvNCHWc", n.name, ins, [r.blocked_output(n, ob)], attrs))
+                if tile:
+                    attrs = {"pads": attrs["pads"], "tile": tile}
+                op = "lathe.ConvWinogradNCHWc" if tile else "lathe.ConvNCHWc"
+                r.nodes.append(Node(op, n.name, ins, [r.blocked_output(n, ob)], attrs))
                 continue
         b = next((r.block[i] for i in n.inputs if i in r.block), None)
         if b and n.op in POOLS and n.inputs[0] in r.block and len(n.outputs) == 1 and len(x.shape) == 4:
@@ -141,7 +175,7 @@ def add_halos(g: Graph, groups: list) -> None:
     Every other kernel reads the value through the border's strides."""
     need: dict = {}
     for n in g.nodes:
-        if n.op == "lathe.ConvNCHWc" and not n.attrs.get("depthwise"):
+        if n.op in DENSE_CONVS and not n.attrs.get("depthwise"):
             p = n.attrs.get("pads")
             ok = p is not None and len(set(p)) == 1 and p[0] > 0 and n.attrs.get("auto_pad", "NOTSET") == "NOTSET"
             need.setdefault(n.inputs[0], set()).add(p[0] if ok else None)
@@ -150,7 +184,7 @@ def add_halos(g: Graph, groups: list) -> None:
         if len(pads) == 1 and None not in pads and v in produced and v not in g.outputs:
             g.values[v].halo = pads.pop()
     for n in g.nodes:
-        if n.op == "lathe.ConvNCHWc" and g.values[n.inputs[0]].halo:
+        if n.op in DENSE_CONVS and g.values[n.inputs[0]].halo:
             n.attrs["input_halo"] = g.values[n.inputs[0]].halo
 
 

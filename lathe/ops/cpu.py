@@ -28,7 +28,7 @@ def _target(target) -> Target:
 def vector_lanes(target: Target | str | None = None, dtype: str = "float32") -> int:
     """Lanes of one SIMD register for `dtype`: 16 floats with AVX-512, else 8 (AVX2-class)."""
     t = _target(target)
-    bits = int(t.attrs.get("vector-bits", 0))
+    bits = int(t.attrs.get("vector-bits", 0)) or (128 if t.kind == "wasm" else 0)  # SIMD128
     if not bits:
         from lathe.codegen.llvm import host_cpu, vector_bits_for
 
@@ -224,6 +224,16 @@ def schedule_conv(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, tar
 
 # ---------------------------------------------------------------------------- conv2d (NCHW[b]c)
 
+def l2_bytes() -> int:
+    """The host's L2 cache per core (Linux sysfs; 1 MiB when unknown)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as fh:
+            text = fh.read().strip().upper()
+        return int(text.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(text[-1], 0)
+    except (OSError, ValueError, IndexError):
+        return 1 << 20
+
+
 def vector_registers(target=None) -> int:
     return 32 if vector_lanes(target) * 32 >= 512 else 16
 
@@ -305,6 +315,10 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
         rco, *taps = a.op.reduce_axis
         a.reorder(an, rco, ah, aw, *taps, am, awi, av)
         aw = awi
+        # weights beyond the L2 cache stream in at the first row of each block: fetch the next block's
+        # while this one is in use (ResNet-18's last stage: 7% faster; below L2 it only costs)
+        if cfg.choice("prefetch", (False, True), mode == "plane" and math.prod(w.shape) * 4 > threads * l2_bytes()):
+            a.prefetch(w, taps[-1], rco, 1)
     a.unroll(am)
     a.unroll(aw)
     a.vectorize(av)
@@ -451,6 +465,79 @@ def schedule_pool(s: te.Schedule, pool_out: te.Tensor, group_out: te.Tensor, tar
     _schedule_roots(s, target)
 
 
+def _unrolled(st, *axes) -> None:
+    """Unroll every axis but the last, vectorize the last: a block of vectors with constant indices."""
+    for ax in axes[:-1]:
+        st.unroll(ax)
+    st.vectorize(axes[-1])
+
+
+def schedule_conv_winograd(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
+    """Winograd conv (ops/layout.py): input tiles transformed (each tile's 2-D transform in registers), the
+    (m+2)^2 products over input channels computed as register tiles of (output-channel vectors x tiles), each
+    output tile transformed back with the epilogue applied; output rows of tiles in parallel.
+
+    With few weights (U fits in L2) each row of tiles is done whole, so its intermediates stay in the core's
+    cache; with many, each stage runs over the whole image and threads split the (m+2)^2 products, so U is
+    read once rather than once per row."""
+    gemm = _find(conv_out, ("conv_winograd",))
+    rows, v, cols = (_find(conv_out, (t,)) for t in ("wino_rows", "wino_v", "wino_cols"))
+    if None in (gemm, rows, v, cols) or tuple(group_out.shape) != tuple(conv_out.shape):
+        return _schedule_fallback(s, conv_out, group_out, target, ("conv_winograd",))
+    _inline_pointwise(s, [rows, v, cols])
+    cfg = knobs.current()
+    parallel = _threads(target) > 1
+    per_row = cfg.choice("wino_rows", (True, False), math.prod(gemm.input_tensors()[0].shape) * 4 <= l2_bytes() // 2)
+
+    def place(st, outer: list) -> None:  # inside the output's row loop, or over the image with `outer` parallel
+        if per_row:
+            st.compute_at(o, row)
+        elif parallel:
+            st.parallel(st.fuse(*outer))
+
+    m = cols.shape[5]
+    o = s[group_out]
+    on, om, oh, ow, ov = o.op.axis
+    tho, ohi = o.split(oh, m)
+    two, owi = o.split(ow, m)
+    o.reorder(on, tho, om, two, ohi, owi, ov)
+    row = o.fuse(on, tho)
+    if _reduce_work(gemm) >= PARALLEL_MIN_WORK and parallel:
+        o.parallel(row)
+    _unrolled(o, ohi, owi, ov)
+    z = s[cols]  # M A for one tile, at the tile
+    z.compute_at(o, two)
+    _unrolled(z, *z.op.axis[4:])
+    # the products: a register tile per (output-channel blocks x tiles), accumulated over all input channels
+    acc = s.cache_write(gemm.output(), "local")
+    p = s[gemm.output()]
+    pn, pr, pk, pm, py, px, pv = p.op.axis
+    blocks, tiles, registers = gemm.shape[3], gemm.shape[5], vector_registers(target)
+    cb, wt = register_tile(blocks, tiles, registers)
+    cb = cfg.choice("cb", [c for c in (1, 2, 3, 4) if blocks % c == 0], cb)
+    wt = cfg.choice("wt", [t for t in range(1, min(tiles, 28) + 1) if tiles % t == 0 and cb * t <= registers - 4], wt)
+    pmo, pmi = p.split(pm, cb)
+    pxo, pxi = p.split(px, wt)
+    p.reorder(pn, pr, pk, py, pmo, pxo, pmi, pxi, pv)
+    place(p, [pn, pr, pk])
+    _unrolled(p, pmi, pxi, pv)
+    a = s[acc]
+    a.compute_at(p, pxo)
+    an, ar, ak, am, ay, ax, av = a.op.axis
+    a.reorder(an, ar, ak, ay, *a.op.reduce_axis, am, ax, av)
+    _unrolled(a, am, ax, av)
+    # the input tiles: B^T d B per tile, the first half (d B) in registers
+    vs = s[v]
+    vn, vr, vk, vc, vy, vx, vv = vs.op.axis
+    vs.reorder(vn, vc, vy, vx, vr, vk, vv)
+    place(vs, [vn, vc, vy])
+    _unrolled(vs, vr, vk, vv)
+    r = s[rows]
+    r.compute_at(vs, vx)
+    _unrolled(r, *r.op.axis[4:])
+    _schedule_blocked_pad(s, _find(v.output(), ("conv_pad",)), target)
+
+
 # ---------------------------------------------------------------------------- reductions, softmax
 
 def schedule_reduce(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
@@ -469,4 +556,4 @@ def schedule_reduce(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor, tar
 # hook name (OpDef.schedule) -> schedule; every target family's module has such a table
 SCHEDULES = {"conv": schedule_conv, "pool": schedule_pool, "matmul": schedule_matmul, "reduce": schedule_reduce,
              "injective": schedule_injective, "conv_blocked": schedule_conv_blocked,
-             "pool_blocked": schedule_pool_blocked}
+             "pool_blocked": schedule_pool_blocked, "conv_winograd": schedule_conv_winograd}

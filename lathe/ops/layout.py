@@ -11,6 +11,7 @@ names them. Weights arrive pre-packed by the pass:
 from __future__ import annotations
 
 from lathe import te
+from lathe.expr import Expr
 from lathe.ops.elemwise import ShapeError
 from lathe.ops.nn import _spatial, window_pads
 from lathe.ops.registry import register
@@ -45,6 +46,23 @@ class _Shifted:
         return self.read(*idx)
 
 
+def _padded(x: te.Tensor, pb: list, pe: list, input_halo: int):
+    """X seen with pb/pe zeros around its pixels: read in place when X is stored inside a wide enough zero
+    border (graph/layout.py arranges it; negative indices land in the border), else a padded copy."""
+    n, cb, h, wd, ib = x.shape
+    if input_halo and max(pb + pe) <= input_halo:
+        return _Shifted(lambda i, c, y, xx, v: x[i, c, y - pb[0], xx - pb[1], v])
+    if not any(pb) and not any(pe):
+        return x
+
+    def pad(i, c, y, xx, v):
+        sy, sx = y - pb[0], xx - pb[1]
+        ok = te.all(sy >= 0, sy < h, sx >= 0, sx < wd)
+        return te.if_then_else(ok, x[i, c, sy, sx, v], te.const(0, x.dtype))
+
+    return te.compute((n, cb, h + pb[0] + pe[0], wd + pb[1] + pe[1], ib), pad, name="conv_pad", tag="conv_pad")
+
+
 @register("lathe.ConvNCHWc", "complex", schedule="conv_blocked")
 def conv_nchwc(inputs: list[te.Tensor], kernel: list, depthwise: int = 0, auto_pad: str = "NOTSET",
                dilations=None, pads=None, strides=None, input_halo: int = 0, **_) -> te.Tensor:
@@ -60,20 +78,7 @@ def conv_nchwc(inputs: list[te.Tensor], kernel: list, depthwise: int = 0, auto_p
     dl = _spatial("Conv", "dilations", dilations, 2, 1)
     pb, pe, (oh, ow) = window_pads("Conv", [h, wd], [(kh - 1) * dl[0] + 1, (kw - 1) * dl[1] + 1], st, pads,
                                    auto_pad)
-    if input_halo and max(pb + pe) <= input_halo:
-        def xp_read(i, c, y, xx, v):  # X[y - pb] may read the zero border: negative indices are in the halo
-            return x[i, c, y - pb[0], xx - pb[1], v]
-
-        xp = _Shifted(xp_read)
-    elif any(pb) or any(pe):
-        def pad(i, c, y, xx, v):
-            sy, sx = y - pb[0], xx - pb[1]
-            ok = te.all(sy >= 0, sy < h, sx >= 0, sx < wd)
-            return te.if_then_else(ok, x[i, c, sy, sx, v], te.const(0, x.dtype))
-
-        xp = te.compute((n, cb, h + pb[0] + pe[0], wd + pb[1] + pe[1], ib), pad, name="conv_pad", tag="conv_pad")
-    else:
-        xp = x
+    xp = _padded(x, pb, pe, input_halo)
     ry, rx = te.reduce_axis(kh, name="ry"), te.reduce_axis(kw, name="rx")
     if depthwise:
         def f(i, c, y, xx, v):
@@ -120,3 +125,70 @@ def average_pool_nchwc(inputs: list[te.Tensor], **attrs) -> te.Tensor:
     from lathe.ops.nn import average_pool
 
     return average_pool(inputs, **_blocked_window(attrs))
+
+
+# Winograd F(m x m, 3 x 3) (Lavin and Gray, 2016): each m x m output tile is A^T [U * (B^T d B)] A, where d is
+# the (m+2) x (m+2) input tile and U = G g G^T the transformed 3x3 filter (packed at compile time). The
+# products U * V over input channels are (m+2)^2 independent matrix products: 2.25x (m=2) or 4x (m=4)
+# fewer multiplies than the direct convolution, paid for by the two transforms.
+WINOGRAD = {  # m: (B^T, G, A^T)
+    2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+         [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
+
+
+def _by_row(k, matrix: list, term) -> Expr:
+    """sum_j matrix[k][j] * term(j) for the row k an unrolled loop will make constant: a select over the
+    rows, each row's sum written with its nonzero coefficients only (the selects fold away once k is known)."""
+    out = None
+    for r in reversed(range(len(matrix))):
+        row = None
+        for j, c in enumerate(matrix[r]):
+            if c:
+                t = term(j) if c == 1 else term(j) * te.const(c, "float32")
+                row = t if row is None else row + t
+        out = row if out is None else te.if_then_else(k == r, row, out)
+    return out
+
+
+@register("lathe.ConvWinogradNCHWc", "complex", schedule="conv_winograd")
+def conv_winograd_nchwc(inputs: list[te.Tensor], tile: int, pads=None, input_halo: int = 0, **_) -> te.Tensor:
+    """3x3, stride 1 blocked convolution by Winograd F(tile x tile, 3 x 3); optional bias.
+
+    U: the transformed filter (tile+2, tile+2, M/ob, C/ib, ib, ob) from graph/layout.py."""
+    x, u = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    n, cb, h, wd, ib = x.shape
+    a, m = tile + 2, tile
+    bt, _, at = WINOGRAD[m]
+    mb, ob = u.shape[2], u.shape[5]
+    if u.shape[:2] != (a, a) or u.shape[3:5] != (cb, ib) or h % m or wd % m:
+        raise ShapeError(f"lathe.ConvWinogradNCHWc: filter {u.shape} / input {x.shape} do not fit F({m}x{m}, 3x3)")
+    pb, pe, (oh, ow) = window_pads("Conv", [h, wd], [3, 3], [1, 1], pads, "NOTSET")
+    if (oh, ow) != (h, wd):
+        raise ShapeError(f"lathe.ConvWinogradNCHWc: needs 'same' padding, got pads {pads}")
+    xp = _padded(x, pb, pe, input_halo)
+    th, tw = oh // m, ow // m
+    # input transform, one axis at a time: T = d B (rows i, columns k), V = B^T T
+    t1 = te.compute((n, cb, th, tw, a, a, ib), lambda i, c, y, xx, r, k, v: _by_row(
+        k, bt, lambda j: xp[i, c, y * m + r, xx * m + j, v]), name="wino_rows", tag="wino_rows")
+    vt = te.compute((n, a, a, cb, th, tw, ib), lambda i, r, k, c, y, xx, v: _by_row(
+        r, bt, lambda j: t1[i, c, y, xx, j, k, v]), name="wino_v", tag="wino_v")
+    rc, rci = te.reduce_axis(cb, name="rc"), te.reduce_axis(ib, name="rci")
+    prod = te.compute((n, a, a, mb, th, tw, ob), lambda i, r, k, o, y, xx, v: te.sum(
+        u[r, k, o, rc, rci, v] * vt[i, r, k, rc, y, xx, rci], axis=[rc, rci]), name="wino_gemm", tag="conv_winograd")
+    # output transform: Z = M A (columns), Y = A^T Z (rows)
+    z = te.compute((n, mb, th, tw, a, m, ob), lambda i, o, y, xx, r, k, v: _by_row(
+        k, at, lambda j: prod[i, r, j, o, y, xx, v]), name="wino_cols", tag="wino_cols")
+    out = te.compute((n, mb, oh, ow, ob), lambda i, o, y, xx, v: _by_row(
+        y % m, at, lambda j: z[i, o, y // m, xx // m, j, xx % m, v]), name="conv", tag="wino_out")
+    if b is None:
+        return out
+    return te.compute(out.shape, lambda i, o, y, xx, v: out[i, o, y, xx, v] + b[o, v], name="conv_bias",
+                      tag="conv_bias")

@@ -22,7 +22,7 @@ from lathe.errors import LatheError, TargetError
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
 PAGES = {"/": "rpc.html", "/rpc.html": "rpc.html", "/rpc.js": "rpc.js", "/lathe.js": "lathe.js",
-         "/webgpu.js": "webgpu.js"}
+         "/webgpu.js": "webgpu.js", "/wasm.js": "wasm.js"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 MAX_MESSAGE = 64 << 20  # bytes per frame from the browser: outputs and errors, never weights
 CHROMIUM_ARGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--enable-unsafe-webgpu", "--no-sandbox",
@@ -167,6 +167,17 @@ class Session:
     def load_webgpu(self, plan: dict, blob: bytes, kernels: str) -> int:
         """A webgpu artifact (graph.json, params.bin, kernels.wgsl) -> the tab's model handle."""
         return self.request("load", blob, kind="webgpu", plan=plan, kernels=kernels)[0]["model"]
+
+    def load_wasm(self, plan: dict, blob: bytes, wasm: bytes) -> int:
+        """A wasm artifact (graph.json; params.bin and kernels.wasm in one frame) -> the tab's model handle."""
+        return self.request("load", blob + wasm, kind="wasm", plan=plan, params_bytes=len(blob))[0]["model"]
+
+    def set_bytes(self, model: int, name: str, data: bytes) -> None:
+        """An input's raw little-endian bytes (the wasm runtime keeps every dtype as it is)."""
+        self.request("set", data, model=model, name=name, raw=True)
+
+    def read_bytes(self, model: int, name: str) -> bytes:
+        return self.request("read", model=model, name=name)[1]
 
     def set_input(self, model: int, name: str, arr: np.ndarray, as_int32: bool = False) -> None:
         """Send an input as float32, or as int32 (how webgpu stores integer and bool tensors)."""

@@ -96,7 +96,7 @@ class GraphModule:
             mod = GraphModule(spec, params, kernels, lib, source)
             mod._lib_path = path
             return mod
-        if target.kind in ("opencl", "cuda", "opengl", "webgl", "webgpu"):  # device runtimes keep tensors on the device
+        if target.kind in ("opencl", "cuda", "opengl", "webgl", "webgpu", "wasm"):  # runtimes with their own memory
             runtime = importlib.import_module(f"lathe.runtime.{target.kind}")
             return runtime.graph_from_funcs(spec, params, funcs)
         from lathe.errors import TargetError

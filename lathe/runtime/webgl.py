@@ -40,8 +40,12 @@ class WebGLGraphModule(GraphModule):
 
             self._session = default_session()
         if self._handle is None or self._handle[0] is not self._session.generation():
-            self._handle = (self._session.generation(), self._session.load(self.plan, self.blob, self.programs))
+            self._handle = (self._session.generation(), self._send(self._session))
         return self._session, self._handle[1]
+
+    def _send(self, session) -> int:
+        """Load the artifact into the session's tab; returns the tab's model handle."""
+        return session.load(self.plan, self.blob, self.programs)
 
     def _execute(self) -> None:
         session, model = self._loaded()

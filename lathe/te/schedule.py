@@ -44,6 +44,7 @@ class Stage:
         self.attach_stage: Stage | None = None
         self.attach_ivar: IterVar | None = None
         self.scope = "global"
+        self.prefetches: list[tuple] = []  # (tensor, at, shift, offset), see prefetch()
         self._reset_leaves()
 
     def _reset_leaves(self) -> None:
@@ -167,6 +168,14 @@ class Stage:
         if iv.kind == "reduce" and thread_tag.startswith("block"):
             raise self._err(f"cannot bind reduction axis {iv.name} to {thread_tag}")
         self.bindings[iv] = thread_tag
+
+    def prefetch(self, tensor: Tensor, at: IterVar, shift: IterVar, offset: int = 1) -> None:
+        """At the start of each iteration of loop `at`, hint the CPU to fetch the elements of `tensor` that
+        iteration reads when loop `shift` (an outer loop) is `offset` steps further on, so a stream of
+        weights arrives in cache before it is needed. A hint only: results never change."""
+        self._leaf(at, "prefetch")
+        self._leaf(shift, "prefetch")
+        self.prefetches.append((tensor, at, shift, offset))
 
     def _move_annotations(self, old: IterVar) -> None:
         if old in self.annotations or old in self.bindings:

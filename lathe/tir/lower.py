@@ -5,15 +5,15 @@ Steps, each a small function:
   infer_regions   for a compute_at stage, the region its consumers need at the attach loop
   make_nest       one loop per leaf iter var, the reduction init placed before the first
                   reduction loop, tail guards for splits that do not divide, attached
-                  producers allocated and computed at their loop
+                  producers allocated and computed at their loop, prefetch hints
 """
 
 from __future__ import annotations
 
 from lathe.errors import ScheduleError
 from lathe.expr import (
-    Call, Const, Expr, IterVar, Load, Reduce, TensorRead, Var, combine, contains, index_of, post_order, substitute,
-    transform,
+    Call, Const, Expr, IterVar, Load, Reduce, TensorRead, Var, binary, combine, contains, index_of, post_order,
+    substitute, transform,
 )
 from lathe.te.schedule import Schedule, Split, Stage
 from lathe.te.tensor import ComputeOp, PlaceholderOp, Tensor
@@ -340,12 +340,49 @@ def _loops(st: Stage, inf: _StageInfo, loops: list, stmt: Stmt, guards: list, ch
         if k in placed:
             stmt = IfThenElse(_all(placed[k]), stmt)
         stmt = _attach(iv, st, stmt, children, info, sch)
+        hints = [_prefetch(stmt, info[sch[t.op]].buffer, shift, offset, inf.leaf_ext[shift])
+                 for t, at, shift, offset in st.prefetches if at is iv]
+        stmt = seq(*hints, stmt)
         kind = LOOP_KIND.get(st.annotations.get(iv), "serial")
         tag = st.bindings.get(iv, "")
         stmt = For(iv, Const(inf.leaf_ext[iv], "int32"), "thread" if tag else kind, stmt, tag)
     if -1 in placed:
         stmt = IfThenElse(_all(placed[-1]), stmt)
     return stmt
+
+
+def _prefetch(body: Stmt, buffer: Buffer, shift: IterVar, offset: int, extent: int) -> Stmt:
+    """Prefetch hints for the elements of `buffer` that `body` loads, with loop `shift` moved `offset`
+    iterations on (clamped to its last iteration). Loops inside `body` that an index uses are kept (an
+    unrolled loop over register blocks gives one hint per block); a vectorized loop is one cache line."""
+    hints, seen = [], set()
+
+    def visit(s: Stmt, loops: list) -> None:
+        if isinstance(s, For):
+            return visit(s.body, loops + [s])
+        for child in (s.stmts if hasattr(s, "stmts") else [getattr(s, k) for k in ("then", "else_", "body")
+                                                              if getattr(s, k, None) is not None]):
+            visit(child, loops)
+        for e in ([s.value, *s.indices] if isinstance(s, Store) else []):
+            post_order(e, lambda n: found(n, loops) if isinstance(n, Load) and n.buffer is buffer else None)
+
+    def found(load: Load, loops: list) -> None:
+        moved = Const(offset, "int32") + shift
+        fixed = {shift: moved if offset < 0 else binary("min", moved, extent - 1)}
+        fixed.update({f.var: Const(0, "int32") for f in loops if f.kind == "vectorize"})
+        idx = tuple(substitute(i, fixed) for i in load.indices)
+        key = repr(idx)
+        if key in seen:
+            return
+        seen.add(key)
+        stmt: Stmt = Evaluate(Call("prefetch", (Load(buffer, idx),), "int32"))
+        for f in reversed(loops):
+            if f.kind != "vectorize" and any(_uses(i, {f.var}) for i in idx):
+                stmt = For(f.var, f.extent, f.kind, stmt)
+        hints.append(stmt)
+
+    visit(body, [])
+    return seq(*hints)
 
 
 def _attach(iv: IterVar, st: Stage, rest: Stmt, children: dict, info: dict, sch: Schedule) -> Stmt:

@@ -128,9 +128,16 @@ class _CannotVectorize(Exception):
 
 
 def _vec(e: Expr, v: Var, n: int) -> Expr:
-    """Rewrite e with v = ramp(0, 1, n): ramps stay ramps where the index is affine in v."""
+    """Rewrite e with v = ramp(0, 1, n): ramps stay ramps where the index is affine in v. A shared
+    subexpression is rewritten once and stays shared (a DAG must not become a tree)."""
+    memo: dict = {}
 
     def go(x: Expr) -> Expr:
+        if id(x) not in memo:
+            memo[id(x)] = (x, rewrite(x))  # x kept alive: its id is not reused while the memo lives
+        return memo[id(x)][1]
+
+    def rewrite(x: Expr) -> Expr:
         if x is v:
             return Ramp(Const(0, "int32"), Const(1, "int32"), n)
         if not uses_any(x, {v}):

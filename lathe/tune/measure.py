@@ -123,6 +123,39 @@ def run_candidate(func, target: str, n_out: int, halos: list[int], timeout: floa
         recv.close()
 
 
+class LocalRunner:
+    """Candidates one after another on this machine, each in a fresh worker process (the default)."""
+
+    def run(self, jobs: list[tuple]) -> list[tuple]:
+        """`jobs`: run_candidate's positional arguments per candidate; returns its results in order."""
+        return [run_candidate(*job) for job in jobs]
+
+
+class RayRunner:
+    """Candidates measured at once on a Ray cluster (https://docs.ray.io): many machines tune one model.
+
+    Each candidate is a Ray task that runs `run_candidate` on some node, so a crash or hang stays a
+    record there too. A task reserves as many CPUs as the target's threads: a 2-core node measures one
+    candidate at a time and its timings are not disturbed by another. Nodes must have the tuning
+    machine's CPU (the workload key names it) and lathe installed. `address`: "auto" joins the cluster
+    `ray start` made, None starts a local one on this machine."""
+
+    def __init__(self, address: str | None = None, cpus_per_candidate: int = 1):
+        try:
+            import ray
+        except ImportError:
+            from lathe.errors import TargetError
+
+            raise TargetError("the Ray runner needs Ray: pip install 'lathe[distributed]'") from None
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        self._ray = ray
+        self._remote = ray.remote(num_cpus=cpus_per_candidate, max_retries=0)(run_candidate)
+
+    def run(self, jobs: list[tuple]) -> list[tuple]:
+        return self._ray.get([self._remote.remote(*job) for job in jobs])
+
+
 def matches(outs: list, ref: list) -> bool:
     """Same results as the default schedule, up to float reassociation."""
     return all(o.shape == r.shape and np.allclose(o, r, rtol=1e-3, atol=1e-4 * (float(np.abs(r).max()) + 1.0))

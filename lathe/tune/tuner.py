@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from lathe.tune.features import features
-from lathe.tune.measure import matches, run_candidate
+from lathe.tune.measure import REPEAT, LocalRunner, matches
 from lathe.tune.records import append_record, best_records, load_records
 from lathe.tune.task import Task
 
@@ -110,24 +110,33 @@ class XGBTuner(RandomTuner):
 TUNERS = {"random": RandomTuner, "grid": GridTuner, "xgb": XGBTuner}
 
 
-def measure(task: Task, values: dict, ref: list | None, timeout: float) -> tuple[dict, list | None]:
+def measure(task: Task, values: dict, ref: list | None, timeout: float, runner=None) -> tuple[dict, list | None]:
     """One candidate's record (without run-level fields) and its outputs."""
-    func = task.lower({k: v for k, v in values.items() if k != "_fault"})
+    return measure_many(task, [values], ref, timeout, runner)[0]
+
+
+def measure_many(task: Task, configs: list[dict], ref: list | None, timeout: float,
+                 runner=None) -> list[tuple[dict, list | None]]:
+    """Records and outputs of several candidates of one task, measured by `runner` (default: locally, in
+    turn); each is timed alternately with the default schedule once a reference exists."""
     halos = [task.graph.values[v].halo for v in task.group.inputs() + task.group.outputs]
     baseline = task.lower(task.default) if ref is not None else None
-    status, outs, times, err = run_candidate(func, str(task.target), len(task.group.outputs), halos, timeout,
-                                             values.get("_fault"), baseline=baseline)
-    if status == "ok" and ref is not None and not matches(outs, ref):
-        status, err = "wrong", "outputs differ from the default schedule's"
-    rec = {"workload": task.key, "config": values, "status": status, "error": err}
-    if status == "ok":
-        ratio = 1.0
-        if baseline is not None:
-            times, base = times
-            ratio = float(np.median(np.array(times) / np.array(base)))
-        rec.update(median_s=float(np.median(times)), min_s=float(min(times)),
-                   gflops=task.flops / min(times) / 1e9, vs_default=ratio)
-    return rec, outs
+    jobs = [(task.lower({k: v for k, v in values.items() if k != "_fault"}), str(task.target),
+             len(task.group.outputs), halos, timeout, values.get("_fault"), REPEAT, baseline) for values in configs]
+    out = []
+    for values, (status, outs, times, err) in zip(configs, (runner or LocalRunner()).run(jobs)):
+        if status == "ok" and ref is not None and not matches(outs, ref):
+            status, err = "wrong", "outputs differ from the default schedule's"
+        rec = {"workload": task.key, "config": values, "status": status, "error": err}
+        if status == "ok":
+            ratio = 1.0
+            if baseline is not None:
+                times, base = times
+                ratio = float(np.median(np.array(times) / np.array(base)))
+            rec.update(median_s=float(np.median(times)), min_s=float(min(times)),
+                       gflops=task.flops / min(times) / 1e9, vs_default=ratio)
+        out.append((rec, outs))
+    return out
 
 
 class _TaskState:
@@ -156,11 +165,12 @@ class _TaskState:
 
 def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s: float | None = None,
          timeout: float = 30.0, batch: int = 4, progress: bool = True, seed: int = 0,
-         validate: int = 3) -> list[dict]:
+         validate: int = 3, runner=None) -> list[dict]:
     """Tune `tasks`, `trials` candidates in all shared by the tasks' share of the model's flops, in
     rounds of `batch` candidates per task (heaviest first), appending every measurement to `log`;
     configs already in the log are not measured again (a killed run resumes). Stops after `budget_s`.
     Then the default and the `validate` fastest configs of each task are measured twice more.
+    `runner` measures each batch (measure.LocalRunner by default, measure.RayRunner for a cluster).
     Returns per task: name, default and best seconds (min of repeats), trials, best config."""
     start = time.perf_counter()
     old = load_records(log)
@@ -198,12 +208,12 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
             if over_budget() or not st.left():
                 continue
             if st.ref is None:  # the default's outputs are the reference (measured again on resume, logged once)
-                rec, st.ref = measure(st.task, st.task.default, None, timeout)
+                rec, st.ref = measure(st.task, st.task.default, None, timeout, runner)
                 if _key(st.task.default) not in st.measured:
                     record(st, rec, "default")
             results = []
-            for values in st.search.propose(min(batch, st.left()), st.measured):
-                rec, _ = measure(st.task, values, st.ref, timeout)
+            proposed = st.search.propose(min(batch, st.left()), st.measured)
+            for values, (rec, _) in zip(proposed, measure_many(st.task, proposed, st.ref, timeout, runner)):
                 record(st, rec, tuner)
                 results.append((values, rec.get("gflops")))
             if results:
@@ -216,7 +226,7 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
         good = sorted((r for r in st.mine if r["status"] == "ok"), key=lambda r: r["vs_default"])
         finalists = [st.task.default] + [r["config"] for r in good if r["config"] != st.task.default][:validate]
         for _ in range(2 if len(finalists) > 1 else 0):
-            for values in finalists:
+            for values in finalists:  # one at a time, on one machine: they are compared with each other
                 rec, _ = measure(st.task, values, st.ref, timeout)
                 record(st, rec, "validate", count=False)
     if bar is not None:
