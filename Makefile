@@ -36,7 +36,7 @@ bench: setup
 	$(PY) bench/matmul.py
 	$(PY) bench/models.py
 	cd bench/web && npm install --no-audit --no-fund
-	$(PY) bench/web.py --runs $${WEB_RUNS:-100}  # SwiftShader: ResNet-18 takes minutes a run
+	$(PY) bench/web.py --runs $${WEB_RUNS:-10}  # SwiftShader: a ResNet-18 run of all columns takes ~40 s; WEB_RUNS=100 on a GPU
 
 lint: setup
 	$(PY) -m ruff check lathe tests bench examples

@@ -1,12 +1,14 @@
-"""lathe `webgl` against TensorFlow.js (WebGL backend) and onnxruntime-web (WebGL provider), one Chromium.
+"""lathe `webgl` and `webgpu` against TensorFlow.js (WebGL backend) and onnxruntime-web (WebGL and WebGPU
+providers), one Chromium.
 
-    python bench/web.py [--runs 100] [--models efficientnet_lite0,resnet18]
+    python bench/web.py [--runs 100] [--models efficientnet_lite0,resnet18] [--only lathe-webgpu,...]
 
-All three run in one headless Chromium session (SwiftShader WebGL2 unless the browser finds a GPU), each
-timed with performance.now() inside the page; each run ends when its output is on the CPU. tf.js runs the
-same network rebuilt from tf.js layers (explicit ZeroPadding2D, so the padding is ONNX's) with the same
-weights; onnxruntime-web runs the same ONNX file. Every output is checked against ONNX Runtime (1e-3 of max
-|output|) before timing is trusted. Needs `npm install` in bench/web (make bench does it).
+All run in one headless Chromium session (SwiftShader WebGL2 and Dawn-on-SwiftShader WebGPU unless the browser
+finds a GPU), each timed with performance.now() inside the page; each run ends when its output is on the CPU.
+tf.js runs the same network rebuilt from tf.js layers (explicit ZeroPadding2D, so the padding is ONNX's) with
+the same weights; onnxruntime-web runs the same ONNX file. --profile adds lathe webgpu's per-kernel times
+(each kernel submitted alone and waited for) grouped by operator. Every output is checked against ONNX
+Runtime (1e-3 of max |output|) before timing is trusted. Needs `npm install` in bench/web (make bench does it).
 Saves bench/results/web-<time>.json.
 """
 
@@ -30,6 +32,9 @@ from bench.common import save  # noqa: E402
 from lathe.zoo import get_model  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+PEERS = {"tfjs-webgl": "benchTfjs(d, r, w)", "onnxruntime-web-webgl": "benchOrt(d, r, w, 'webgl')",
+         "onnxruntime-web-webgpu": "benchOrt(d, r, w, 'webgpu')"}  # column -> the call in bench.js
+COLUMNS = ("lathe-webgpu", "lathe-webgl", *PEERS)
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -112,12 +117,29 @@ def tfjs_network(proto) -> tuple[dict, bytes]:
     return spec, bytes(blob)
 
 
+def by_op(rows: list) -> dict:
+    """Profile rows -> {operator group: [ms, kernels]}, largest first, printed as it goes."""
+    groups: dict = {}
+    for r in rows:
+        g = groups.setdefault(r["ops"], [0.0, 0])
+        g[0] += r["ms"]
+        g[1] += 1
+    total = sum(g[0] for g in groups.values())
+    out = dict(sorted(groups.items(), key=lambda kv: -kv[1][0]))
+    for ops, (ms, n) in list(out.items())[:8]:
+        print(f"    {ops:40s} {n:3d} kernels {ms:9.1f} ms {100 * ms / total:5.1f}%")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--models", default="efficientnet_lite0,resnet18")
+    ap.add_argument("--only", default=",".join(COLUMNS), help="columns to run, of " + ",".join(COLUMNS))
+    ap.add_argument("--profile", action="store_true", help="per-kernel times of lathe webgpu")
     args = ap.parse_args()
+    only = args.only.split(",")
     if not os.path.isdir(os.path.join(HERE, "node_modules")):
         sys.exit("bench/web.py: run `npm install` in bench/web first (make bench does)")
     import json
@@ -148,13 +170,19 @@ def main() -> None:
             with open(os.path.join(d, f), "wb") as fh:
                 fh.write(data)
         row = {}
-        mod = lathe.compile(proto, target="webgl").attach(session)
-        got = mod(x).ravel()
-        model = mod._loaded()[1]
-        row["lathe-webgl"] = session.time(model, args.runs, args.warmup) | {"output": got.tolist()}
-        for peer, fn in (("tfjs-webgl", "benchTfjs"), ("onnxruntime-web-webgl", "benchOrt")):
+        for target in ("webgpu", "webgl"):
+            if f"lathe-{target}" not in only:
+                continue
+            mod = lathe.compile(proto, target=target).attach(session)
+            got = mod(x).ravel()
+            row[f"lathe-{target}"] = session.time(mod._loaded()[1], args.runs, args.warmup) | {"output": got.tolist()}
+            if target == "webgpu" and args.profile:
+                row["lathe-webgpu"]["profile_by_op"] = by_op(mod.profile({proto.graph.input[0].name: x}, repeat=3))
+        for peer, call in PEERS.items():
+            if peer not in only:
+                continue
             try:
-                row[peer] = page.evaluate(f"([d, r, w]) => {fn}(d, r, w)", [f"{name}/", args.runs, args.warmup])
+                row[peer] = page.evaluate(f"([d, r, w]) => {call}", [f"{name}/", args.runs, args.warmup])
             except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
                 row[peer] = {"error": str(e).splitlines()[0]}
         for peer, r in row.items():

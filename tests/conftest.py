@@ -54,6 +54,17 @@ def check(target):
     return _check
 
 
+@pytest.fixture(scope="session")
+def browser_session():
+    """One headless Chromium (lathe.rpc) for all browser tests: Playwright's sync API runs once per process."""
+    pytest.importorskip("playwright", reason="the browser tests need Playwright (pip install lathe[web])")
+    import lathe.rpc
+
+    s = lathe.rpc.browser()
+    yield s
+    s.close()
+
+
 def check_zoo_model_in_browser(session, name: str, target: str):
     """Compile a zoo model for a browser target, run it in `session` and compare with ONNX Runtime (1e-3 of the
     largest output); returns (module, feeds)."""

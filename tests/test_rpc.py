@@ -66,8 +66,9 @@ def test_refuses_a_socket_without_the_right_token(session) -> None:
 
 def test_serves_only_the_runtime_files(session) -> None:
     base = f"http://127.0.0.1:{session.port}"
-    with urllib.request.urlopen(base + "/lathe.js") as r:
-        assert b"lathe" in r.read()
+    for runtime in ("/lathe.js", "/webgpu.js"):
+        with urllib.request.urlopen(base + runtime) as r:
+            assert b"lathe" in r.read()
     for path in ("/../pyproject.toml", "/lathe/rpc/server.py", "/web/lathe.js", "/etc/passwd"):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(base + path)
@@ -103,9 +104,11 @@ def test_never_unpickles_what_it_receives(session, tmp_path) -> None:
     payload = pickle.dumps(Evil())
     payload += b"." * (-len(payload) % 4)  # whole float32s, still a valid pickle (STOP comes first)
     fake_browser(session, lambda req: ({}, payload))
-    got = session.read(1, "y")  # bytes are only ever read as little-endian float32
+    got = session.read(1, "y")  # bytes are only ever read as little-endian float32 (or int32 for webgpu ints)
+    ints = session.read(1, "y", as_int32=True)
     assert not marker.exists()
     assert got.dtype == np.float32 and got.tobytes() == payload
+    assert ints.dtype == np.int32 and ints.tobytes() == payload
 
 
 def test_rejects_malformed_replies(session) -> None:

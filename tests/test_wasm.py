@@ -30,12 +30,8 @@ from lathe.target import Target  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def session():
-    import lathe.rpc
-
-    s = lathe.rpc.browser()
-    yield s
-    s.close()
+def session(browser_session):  # one Chromium for every browser test file (conftest.py)
+    return browser_session
 
 
 @pytest.fixture(scope="module")

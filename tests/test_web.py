@@ -1,7 +1,8 @@
 """The webgl target in real headless Chromium (SwiftShader WebGL2) against ONNX Runtime, and the static page.
 
 Tolerance: 1e-3 of max |ORT output|, the issue's bound (measured on SwiftShader: ~5e-7). One browser per
-test session; SwiftShader runs ResNet-18 in about two minutes on two shared cores, EfficientNet in ~10 s.
+test session (conftest.browser_session); SwiftShader runs ResNet-18 in ~12-30 s on two shared cores,
+EfficientNet in ~5-10 s.
 """
 
 import functools
@@ -24,13 +25,9 @@ from onnx import TensorProto, helper  # noqa: E402
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
 
-@pytest.fixture(scope="session")
-def session():
-    import lathe.rpc
-
-    s = lathe.rpc.browser()
-    yield s
-    s.close()
+@pytest.fixture
+def session(browser_session):
+    return browser_session
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):

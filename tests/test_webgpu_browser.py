@@ -31,15 +31,11 @@ from lathe.runtime.webgpu import kernels_module  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def session():
-    import lathe.rpc
-
-    s = lathe.rpc.browser()
-    if s.info()["webgpu"].startswith("none"):
-        s.close()
-        pytest.skip(f"this Chromium has no WebGPU: {s.info()['webgpu']}")
-    yield s
-    s.close()
+def session(browser_session):
+    webgpu = browser_session.info()["webgpu"]
+    if webgpu.startswith("none"):
+        pytest.skip(f"this Chromium has no WebGPU: {webgpu}")
+    return browser_session
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +63,8 @@ def test_op(op_outputs, case) -> None:
 def test_zoo_model_matches_onnxruntime(session, name: str) -> None:
     mod, feeds = check_zoo_model_in_browser(session, name, "webgpu")
     if name == "efficientnet_lite0":  # timed inside the page: each run ends with the outputs on the CPU
-        times = mod.benchmark(feeds, repeat=2, warmup=0)
-        assert len(times) == 2 and all(0 < t < 120 for t in times)
+        times = mod.benchmark(feeds, repeat=1, warmup=0)
+        assert len(times) == 1 and 0 < times[0] < 120
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):

@@ -52,6 +52,11 @@ export function connect() {
       return {binary: (x instanceof GPUModel ? (await x.read([m.name]))[0] : x.read(m.name)).buffer};
     },
     time: async (m) => await model(m).time(m.repeat, m.warmup),
+    profile: async (m) => {
+      const x = model(m);
+      if (!(x instanceof GPUModel)) throw new Error('per-kernel profiles are for webgpu models');
+      return {ms: await x.profile(m.repeat)};
+    },
     free: (m) => { models.delete(m.model); return {}; },
   };
   const model = (m) => { const x = models.get(m.model); if (!x) throw new Error(`no model ${m.model}`); return x; };

@@ -158,8 +158,15 @@ export class Model {
   }
 
   // the values' elements (Float32Array, or Int32Array for integer and bool types), after the work queued so far;
-  // with run, the model's run and the copies go in one submission
-  async read(names, run = false) {
+  // with run, the model's run and the copies go in one submission. Reads wait for each other: a staging
+  // buffer cannot be mapped twice at once (a page may classify a new image before the last one is shown)
+  read(names, run = false) {
+    const result = (this.reading ?? Promise.resolve()).then(() => this.readNow(names, run));
+    this.reading = result.catch(() => {});
+    return result;
+  }
+
+  async readNow(names, run) {
     const encoder = this.device.createCommandEncoder(), out = names.map(n => this.stagingFor(n));
     if (run) this.encode(encoder);
     names.forEach((n, i) => encoder.copyBufferToBuffer(this.buffers[n], 0, out[i].buffer, 0, out[i].buffer.size));
@@ -186,6 +193,23 @@ export class Model {
     const sorted = [...times].sort((a, b) => a - b), mid = sorted.length >> 1;
     const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     return {median_ms: median, mean_ms: times.reduce((a, b) => a + b, 0) / times.length, times_ms: times};
+  }
+
+  // milliseconds per step (median of `repeat`): each kernel alone in its own submission and waited for, after
+  // the kernels before it (so it reads what they wrote, as in a real run)
+  async profile(repeat = 5) {
+    const q = this.device.queue, times = this.steps.map(() => []);
+    await q.onSubmittedWorkDone();  // a run queued before must not count as the first kernel's time
+    for (let r = 0; r < repeat; r++) {
+      for (const [k, st] of this.steps.entries()) {
+        const t0 = performance.now(), encoder = this.device.createCommandEncoder(), pass = encoder.beginComputePass();
+        pass.setPipeline(st.pipeline); pass.setBindGroup(0, st.group); pass.dispatchWorkgroups(...st.groups); pass.end();
+        q.submit([encoder.finish()]);
+        await q.onSubmittedWorkDone();
+        times[k].push(performance.now() - t0);
+      }
+    }
+    return times.map(t => t.sort((a, b) => a - b)[t.length >> 1]);
   }
 }
 

@@ -1,5 +1,6 @@
 // The peers of bench/web.py, in the same Chromium session as lathe: TensorFlow.js's WebGL backend running
-// the network rebuilt from tf.js layers with the ONNX model's weights, and onnxruntime-web's WebGL provider.
+// the network rebuilt from tf.js layers with the ONNX model's weights, and onnxruntime-web's WebGL and WebGPU
+// providers (ort.all bundles both).
 /* global tf, ort */
 
 const stats = (times) => {
@@ -40,8 +41,9 @@ window.benchTfjs = async (dir, runs, warmup) => {
   return {...stats(times), backend: tf.getBackend(), output: Array.from(out)};
 };
 
-window.benchOrt = async (dir, runs, warmup) => {
-  const session = await ort.InferenceSession.create(dir + 'model.onnx', {executionProviders: ['webgl']});
+// ep: 'webgl' or 'webgpu'; outputs come back to the CPU in every run (the default output location)
+window.benchOrt = async (dir, runs, warmup, ep) => {
+  const session = await ort.InferenceSession.create(dir + 'model.onnx', {executionProviders: [ep]});
   const x = new ort.Tensor('float32', await fetchFloats(dir + 'input_nchw.bin'), [1, 3, 224, 224]);
   const feeds = {[session.inputNames[0]]: x};
   const times = [];
@@ -52,5 +54,5 @@ window.benchOrt = async (dir, runs, warmup) => {
     out = r[session.outputNames[0]].data;
     if (i >= warmup) times.push(performance.now() - t0);
   }
-  return {...stats(times), backend: 'webgl', output: Array.from(out)};
+  return {...stats(times), backend: ep, output: Array.from(out)};
 };

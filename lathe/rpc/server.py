@@ -196,6 +196,10 @@ class Session:
         answer = self.request("time", model=model, repeat=repeat, warmup=warmup)[0]
         return {k: answer[k] for k in ("median_ms", "mean_ms", "times_ms")}
 
+    def profile(self, model: int, repeat: int = 5) -> list[float]:
+        """Milliseconds per step of a webgpu model, each kernel submitted alone and waited for (median)."""
+        return [float(t) for t in self.request("profile", model=model, repeat=repeat)[0]["ms"]]
+
     def close(self) -> None:
         if self._browser is not None:
             self._browser()

@@ -273,9 +273,17 @@ class WGPUGraphModule(GraphModule):
         return [t / 1e3 for t in session.time(model, repeat, warmup)["times_ms"]]
 
     def profile(self, feed: dict, repeat: int = 20) -> list:
-        if self._session is not None:
-            raise TargetError("target webgpu in a browser: per-kernel profiles are not supported; use benchmark()")
-        return super().profile(feed, repeat)
+        """Per-kernel times (see GraphModule.profile); in a browser each kernel is submitted alone there."""
+        if self._session is None:
+            return super().profile(feed, repeat)
+        self._feed(feed)
+        self._execute()
+        session, model = self._loaded()
+        ms = session.profile(model, repeat)
+        total = sum(ms) or 1.0
+        return [{"kernel": st["kernel"], "ops": "+".join(st["ops"]), "ms": t, "percent": 100 * t / total,
+                 "flops": st.get("flops", 0), "gflops": st.get("flops", 0) / t / 1e6 if t > 0 else 0.0}
+                for st, t in zip(self.spec["steps"], ms)]
 
     # ------------------------------------------------------------------ running
     def _feed(self, feed: dict) -> None:
