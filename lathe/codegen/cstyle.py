@@ -276,10 +276,12 @@ class CStyleRenderer:
             return info[id(e)]
 
         found: dict = {}
+        picked: set = set()
 
-        def pick(e: Expr) -> None:  # the largest invariant subtrees worth a local
-            if id(e) in self.invariants or isinstance(e, (Var, Const)):
+        def pick(e: Expr) -> None:  # the largest invariant subtrees worth a local (each node once: a DAG)
+            if id(e) in picked or id(e) in self.invariants or isinstance(e, (Var, Const)):
                 return
+            picked.add(id(e))
             varies, worth = visit(e)
             if not varies and worth and e.dtype in ("int32", "int64"):
                 found.setdefault(skey(e), []).append(e)
