@@ -119,3 +119,25 @@ def test_opengl_still_runs_after_wgpu_starts() -> None:
     x, y = np.arange(8, dtype=np.float32), np.zeros(8, np.float32)
     k(x, y)
     np.testing.assert_array_equal(y, x * 2 + 0.5)
+
+
+CONV_CASES = [c for c in test_ops.CASES if c.op == "Conv" and len(c.inputs[0].shape) == 4]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CONV_CASES])
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+def test_conv_register_tiles(case, relu: bool) -> None:
+    """schedule_conv's register tiles (4x4 by default on webgpu; a 1x1 C == M conv, depthwise, strides and
+    dilations among the cases), alone and with an epilogue fused after the convolution."""
+    phs, feeds, outs = test_ops.lathe_program(case)
+    want = test_ops.expected(case)
+    out = outs[0]
+    if relu:
+        out = te.compute(out.shape, lambda *i: te.max(outs[0][i], te.const(0.0, "float32")), name="relu")
+        want = [np.maximum(w, 0) for w in want]
+    s = te.create_schedule(out)
+    gpu.schedule_conv(s, outs[0], out, "webgpu")
+    kernel = lathe.build(s, phs + [out], target="webgpu", name="conv")
+    got = [np.full(out.shape, 7, out.dtype)]
+    kernel(*feeds, *got)
+    test_ops.compare(got, want, f"{case.id} on webgpu with register tiles")

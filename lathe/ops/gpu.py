@@ -96,13 +96,14 @@ def schedule_conv(s: te.Schedule, op_out: te.Tensor, group_out: te.Tensor, targe
     # per step of the reduction, the tile's inputs (wt pixels, padded) and weights (mt channels) are loaded
     # once into registers and each used mt (wt) times
     pad = _find(acc, ("conv_pad",))
-    x = pad.output() if pad is not None else next(t for t in a.op.input_tensors() if t.shape[0] == conv.shape[0]
-                                                  and t.shape[1] != m)
-    w = next(t for t in a.op.input_tensors() if t is not x and t.shape[0] == m)
+    reads = a.op.input_tensors()
+    w = next(t for t in reads if t.shape[0] == m and list(t.shape[2:]) == list(conv.attrs["kernel"]))
+    x = pad.output() if pad is not None else next(t for t in reads if t is not w)
     wl = s.cache_read(w, "local", [acc])
     xl = s[pad] if pad is not None else s[s.cache_read(x, "local", [acc])]
+    outputs = [s[op] for op in s.outputs]  # stages: cache_write gave the output stage a new op
     for st in s.stages:  # the epilogue is computed where it is stored
-        if (isinstance(st.op, ComputeOp) and not st.op.reduce_axis and st.attach == "root" and st.op not in s.outputs
+        if (isinstance(st.op, ComputeOp) and not st.op.reduce_axis and st.attach == "root" and st not in outputs
                 and st is not xl and st is not s[wl]):
             st.compute_inline()
     o = s[group_out]
