@@ -353,7 +353,7 @@ def _loops(st: Stage, inf: _StageInfo, loops: list, stmt: Stmt, guards: list, ch
 
 def _prefetch(body: Stmt, buffer: Buffer, shift: IterVar, offset: int, extent: int) -> Stmt:
     """Prefetch hints for the elements of `buffer` that `body` loads, with loop `shift` moved `offset`
-    iterations on (clamped to its last iteration). Loops inside `body` that an index uses are kept (an
+    iterations on (clamped to its range, so the address stays inside the buffer). Loops inside `body` that an index uses are kept (an
     unrolled loop over register blocks gives one hint per block); a vectorized loop is one cache line."""
     hints, seen = [], set()
 
@@ -368,7 +368,7 @@ def _prefetch(body: Stmt, buffer: Buffer, shift: IterVar, offset: int, extent: i
 
     def found(load: Load, loops: list) -> None:
         moved = Const(offset, "int32") + shift
-        fixed = {shift: moved if offset < 0 else binary("min", moved, extent - 1)}
+        fixed = {shift: binary("max", moved, 0) if offset < 0 else binary("min", moved, extent - 1)}
         fixed.update({f.var: Const(0, "int32") for f in loops if f.kind == "vectorize"})
         idx = tuple(substitute(i, fixed) for i in load.indices)
         key = repr(idx)
