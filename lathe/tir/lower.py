@@ -353,8 +353,9 @@ def _loops(st: Stage, inf: _StageInfo, loops: list, stmt: Stmt, guards: list, ch
 
 def _prefetch(body: Stmt, buffer: Buffer, shift: IterVar, offset: int, extent: int) -> Stmt:
     """Prefetch hints for the elements of `buffer` that `body` loads, with loop `shift` moved `offset`
-    iterations on (clamped to its range, so the address stays inside the buffer). Loops inside `body` that an index uses are kept (an
-    unrolled loop over register blocks gives one hint per block); a vectorized loop is one cache line."""
+    iterations on (clamped to its range, so the address stays inside the buffer). Loops inside `body` that
+    an index uses are kept (an unrolled loop over register blocks gives one hint per block); a vectorized
+    loop is one cache line."""
     hints, seen = [], set()
 
     def visit(s: Stmt, loops: list) -> None:
