@@ -80,3 +80,22 @@ def check_zoo_model_in_browser(session, name: str, target: str):
     err = np.abs(got - want).max() / np.abs(want).max()
     assert err <= 1e-3, f"{name} on {target} in Chromium: max error {err:.3g} of max |ORT output|"
     return mod, feeds
+
+
+def op_outputs_in_browser(session, kernels_module, schedule) -> dict:
+    """Every test_ops case's kernel in one module, run once in the browser: case id -> its outputs.
+    `schedule(case, outs)` gives (schedule, output tensors); `kernels_module` is the target runtime's."""
+    import test_ops
+
+    funcs, feed, names = [], {}, {}
+    for k, case in enumerate(test_ops.CASES):
+        phs, feeds, outs = test_ops.lathe_program(case)
+        s, outs = schedule(case, outs)
+        funcs.append(lathe.lower(s, phs + outs, name=f"op{k}"))
+        args = feeds + [np.full(t.shape, 7, t.dtype) for t in outs]  # poison: the kernel must overwrite it
+        feed.update({f"op{k}:{i}": a for i, a in enumerate(args)})
+        names[case.id] = [f"op{k}:{len(phs) + j}" for j in range(len(outs))]
+    mod = kernels_module(funcs).attach(session)
+    got = dict(zip(mod.output_names, mod.run(feed)))
+    # an output the kernel never stores to (an empty one) keeps what was fed
+    return {cid: [got.get(n, feed[n]) for n in ns] for cid, ns in names.items()}

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.skipif(chromium_path() is None, reason="no /usr/bin/ch
 ort = pytest.importorskip("onnxruntime")
 
 import test_ops  # noqa: E402  (the operator cases, ONNX Runtime references and helpers)
-from conftest import check_zoo_model_in_browser  # noqa: E402
+from conftest import check_zoo_model_in_browser, op_outputs_in_browser  # noqa: E402
 
 from lathe.ops import cpu  # noqa: E402
 from lathe.runtime.wasm import build_plan, kernels_module  # noqa: E402
@@ -36,24 +36,19 @@ def session(browser_session):  # one Chromium for every browser test file (conft
 
 @pytest.fixture(scope="module")
 def op_outputs(session) -> dict:
-    """Every case's kernel (its CPU schedule hook where it has one) in one module: case id -> its outputs."""
+    """Every case's kernel (its CPU schedule hook where it has one) in one module run once in the browser."""
     target = Target.parse("wasm")
-    funcs, feed, names = [], {}, {}
+
+    def schedule(case, outs):
+        _, s, touts, post = test_ops.schedule_variants(case, target, outs)[:2][-1]
+        assert post is None
+        return s, touts
+
     saved, cpu.PARALLEL_MIN_WORK = cpu.PARALLEL_MIN_WORK, 0  # the parallel paths too (one thread in wasm)
     try:
-        for k, case in enumerate(test_ops.CASES):
-            phs, feeds, outs = test_ops.lathe_program(case)
-            _, s, touts, post = test_ops.schedule_variants(case, target, outs)[:2][-1]
-            assert post is None
-            funcs.append(lathe.lower(s, phs + touts, name=f"op{k}"))
-            args = feeds + [np.full(t.shape, 7, t.dtype) for t in touts]  # poison: the kernel must overwrite it
-            feed.update({f"op{k}:{i}": a for i, a in enumerate(args)})
-            names[case.id] = [f"op{k}:{len(phs) + j}" for j in range(len(touts))]
+        return op_outputs_in_browser(session, kernels_module, schedule)
     finally:
         cpu.PARALLEL_MIN_WORK = saved
-    mod = kernels_module(funcs).attach(session)
-    got = dict(zip(mod.output_names, mod.run(feed)))
-    return {cid: [got.get(n, feed[n]) for n in ns] for cid, ns in names.items()}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in test_ops.CASES])

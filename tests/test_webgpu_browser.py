@@ -13,10 +13,8 @@ import http.server
 import os
 import threading
 
-import numpy as np
 import pytest
 
-import lathe
 from lathe.rpc.server import chromium_path
 
 pytest.importorskip("playwright", reason="the browser tests need Playwright (pip install lathe[web])")
@@ -24,7 +22,7 @@ pytestmark = pytest.mark.skipif(chromium_path() is None, reason="no /usr/bin/chr
 ort = pytest.importorskip("onnxruntime")
 
 import test_ops  # noqa: E402  (the operator cases, ONNX Runtime references and helpers)
-from conftest import check_zoo_model_in_browser  # noqa: E402
+from conftest import check_zoo_model_in_browser, op_outputs_in_browser  # noqa: E402
 from test_opencl import gpu_schedule  # noqa: E402
 
 from lathe.runtime.webgpu import kernels_module  # noqa: E402
@@ -40,18 +38,8 @@ def session(browser_session):
 
 @pytest.fixture(scope="module")
 def op_outputs(session) -> dict:
-    """Every case's kernel in one module, run once in the browser: case id -> its outputs."""
-    funcs, feed, names = [], {}, {}
-    for k, case in enumerate(test_ops.CASES):
-        phs, feeds, outs = test_ops.lathe_program(case)
-        funcs.append(lathe.lower(gpu_schedule(case, outs), phs + outs, name=f"op{k}"))
-        args = feeds + [np.full(t.shape, 7, t.dtype) for t in outs]  # poison: the kernel must overwrite it
-        feed.update({f"op{k}:{i}": a for i, a in enumerate(args)})
-        names[case.id] = [f"op{k}:{len(phs) + j}" for j in range(len(outs))]
-    mod = kernels_module(funcs).attach(session)
-    got = dict(zip(mod.output_names, mod.run(feed)))
-    # an output the kernel never stores to (an empty one) keeps what was fed, as with wgpu-native in test_webgpu
-    return {cid: [got.get(n, feed[n]) for n in ns] for cid, ns in names.items()}
+    """Every case's kernel under its gpu schedule, in one module run once in the browser."""
+    return op_outputs_in_browser(session, kernels_module, lambda case, outs: (gpu_schedule(case, outs), outs))
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in test_ops.CASES])

@@ -8,6 +8,23 @@ void main() { vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2
 
 export class LatheError extends Error {}
 
+// {median_ms, mean_ms, times_ms} of run times in milliseconds: what every runtime's time() returns
+export function timing(times) {
+  const sorted = [...times].sort((a, b) => a - b), mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return {median_ms: median, mean_ms: times.reduce((a, b) => a + b, 0) / times.length, times_ms: times};
+}
+
+// The responses for `files` of an artifact directory at `url`; a LatheError names a file that did not come
+export async function fetchArtifact(url, files) {
+  const base = url.endsWith('/') ? url : url + '/';
+  return Promise.all(files.map(async (f) => {
+    const r = await fetch(base + f);
+    if (!r.ok) throw new LatheError(`lathe: ${base + f}: HTTP ${r.status}`);
+    return r;
+  }));
+}
+
 // A WebGL2 context able to render to float textures, or a LatheError saying what the browser lacks.
 export function createContext(canvas = new OffscreenCanvas(1, 1)) {
   const gl = canvas.getContext('webgl2', {antialias: false, depth: false, stencil: false,
@@ -159,18 +176,12 @@ export class Model {
       this.read(out, 1);
       if (i >= warmup) times.push(performance.now() - t0);
     }
-    const sorted = [...times].sort((a, b) => a - b), mid = sorted.length >> 1;
-    const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    return {median_ms: median, mean_ms: times.reduce((a, b) => a + b, 0) / times.length, times_ms: times};
+    return timing(times);
   }
 }
 
 // Fetch an artifact directory (as written by `mod.save(dir)` or `lathe export-web`) and compile it.
 export async function loadModel(gl, url) {
-  const base = url.endsWith('/') ? url : url + '/';
-  const get = async (f) => { const r = await fetch(base + f); if (!r.ok) throw new LatheError(`lathe: ${base + f}: ` +
-                                                                                           `HTTP ${r.status}`); return r; };
-  const [plan, params, programs] = await Promise.all([get('graph.json').then(r => r.json()),
-    get('params.bin').then(r => r.arrayBuffer()), get('kernels.json').then(r => r.json())]);
-  return Model.create(gl, plan, params, programs);
+  const [plan, params, programs] = await fetchArtifact(url, ['graph.json', 'params.bin', 'kernels.json']);
+  return Model.create(gl, await plan.json(), await params.arrayBuffer(), await programs.json());
 }

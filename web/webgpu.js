@@ -3,7 +3,7 @@
 // slot and per parameter (uploaded once), one compute pipeline per kernel, every dispatch of a run in one
 // compute pass of one command encoder. Tensors of int64, 8-bit and bool types are stored as i32.
 // Plain ES module, no dependencies.
-import {LatheError} from './lathe.js';
+import {LatheError, fetchArtifact, timing} from './lathe.js';
 
 const SEPARATOR = '// ---- kernel ';  // kernels.wgsl: the kernels one after another, each after this line
 const LIMITS = ['maxStorageBuffersPerShaderStage', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup',
@@ -190,9 +190,7 @@ export class Model {
       await this.read(names, true);
       if (i >= warmup) times.push(performance.now() - t0);
     }
-    const sorted = [...times].sort((a, b) => a - b), mid = sorted.length >> 1;
-    const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    return {median_ms: median, mean_ms: times.reduce((a, b) => a + b, 0) / times.length, times_ms: times};
+    return timing(times);
   }
 
   // milliseconds per step (median of `repeat`): each kernel alone in its own submission and waited for, after
@@ -215,10 +213,6 @@ export class Model {
 
 // Fetch an artifact directory (as written by `mod.save(dir)` for target webgpu) and compile it.
 export async function loadModel(device, url) {
-  const base = url.endsWith('/') ? url : url + '/';
-  const get = async (f) => { const r = await fetch(base + f); if (!r.ok) throw new LatheError(`lathe: ${base + f}: ` +
-                                                                                           `HTTP ${r.status}`); return r; };
-  const [plan, params, kernels] = await Promise.all([get('graph.json').then(r => r.json()),
-    get('params.bin').then(r => r.arrayBuffer()), get('kernels.wgsl').then(r => r.text())]);
-  return Model.create(device, plan, params, splitKernels(kernels));
+  const [plan, params, kernels] = await fetchArtifact(url, ['graph.json', 'params.bin', 'kernels.wgsl']);
+  return Model.create(device, await plan.json(), await params.arrayBuffer(), splitKernels(await kernels.text()));
 }

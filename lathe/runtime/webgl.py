@@ -19,22 +19,19 @@ from lathe.runtime.graph_module import GraphModule
 FILES = ("graph.json", "params.bin", "kernels.json")
 
 
-class WebGLGraphModule(GraphModule):
-    """A model that runs in a browser tab: inputs go over the socket, outputs come back."""
+class InBrowser:
+    """A module that runs in a browser tab: `attach(session)`, and the artifact loaded into each new tab
+    once (`_send`, per kind of artifact). With no session attached, lathe.rpc's default one."""
 
-    def __init__(self, spec: dict, plan: dict, blob: bytes, programs: list[str]):
-        self.spec, self.plan, self.blob, self.programs = spec, plan, blob, programs
-        self.source, self._lib, self.target, self.stats = "\n".join(programs), None, spec["target"], {}
-        self._input_names = [i["name"] for i in spec["inputs"]]
-        self._bufs = {i["name"]: np.zeros(i["shape"], i["dtype"]) for i in spec["inputs"]}
-        self._session, self._handle = None, None
+    _session = None
+    _handle: tuple | None = None  # (the session's generation, the tab's model handle)
 
-    def attach(self, session) -> WebGLGraphModule:
+    def attach(self, session):
         """Run in `session` (a lathe.rpc.Session) from now on; the artifact is sent on the next run."""
         self._session, self._handle = session, None
         return self
 
-    def _loaded(self):
+    def _loaded(self) -> tuple:
         if self._session is None:
             from lathe.rpc import default_session
 
@@ -42,6 +39,19 @@ class WebGLGraphModule(GraphModule):
         if self._handle is None or self._handle[0] is not self._session.generation():
             self._handle = (self._session.generation(), self._send(self._session))
         return self._session, self._handle[1]
+
+    def _send(self, session) -> int:
+        raise NotImplementedError
+
+
+class WebGLGraphModule(InBrowser, GraphModule):
+    """A model that runs in a browser tab: inputs go over the socket, outputs come back."""
+
+    def __init__(self, spec: dict, plan: dict, blob: bytes, programs: list[str]):
+        self.spec, self.plan, self.blob, self.programs = spec, plan, blob, programs
+        self.source, self._lib, self.target, self.stats = "\n".join(programs), None, spec["target"], {}
+        self._input_names = [i["name"] for i in spec["inputs"]]
+        self._bufs = {i["name"]: np.zeros(i["shape"], i["dtype"]) for i in spec["inputs"]}
 
     def _send(self, session) -> int:
         """Load the artifact into the session's tab; returns the tab's model handle."""

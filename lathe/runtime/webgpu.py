@@ -18,6 +18,7 @@ import numpy as np
 from lathe.errors import BuildError, TargetError
 from lathe.runtime.graph_module import GraphModule
 from lathe.runtime.module import Kernel, param_specs
+from lathe.runtime.webgl import InBrowser
 from lathe.tir.stmt import PrimFunc
 
 _device = _fence = None
@@ -203,7 +204,7 @@ def build_webgpu(func: PrimFunc, target) -> WGPUKernel:
     return WGPUKernel(func, str(target))
 
 
-class WGPUGraphModule(GraphModule):
+class WGPUGraphModule(InBrowser, GraphModule):
     """A compiled model whose tensors live in WebGPU buffers between kernels; saves its WGSL.
 
     It runs here through wgpu-native (device state made on the first run, so compiling needs no GPU), or,
@@ -219,7 +220,6 @@ class WGPUGraphModule(GraphModule):
         self._bufs = {io["name"]: np.empty(io["shape"], io["dtype"]) for io in spec["inputs"]}
         self._input_names = [i["name"] for i in spec["inputs"]]
         self._local: tuple | None = None  # (buffers, steps) on this machine's device
-        self._session, self._handle = None, None
 
     def _device_state(self) -> tuple:
         """Buffers (parameters uploaded, one per memory-plan slot) and bound steps, made once."""
@@ -245,23 +245,16 @@ class WGPUGraphModule(GraphModule):
         self._local = (dev, steps)
         return self._local
 
-    # ------------------------------------------------------------------ in a browser tab
-    def attach(self, session) -> WGPUGraphModule:
-        """Run in `session` (a lathe.rpc.Session; web/webgpu.js in its tab) from now on instead of here; the
-        artifact (the files save() writes) is sent on the next run."""
-        self._session, self._handle = session, None
-        return self
-
-    def _loaded(self) -> tuple:
-        if self._handle is None or self._handle[0] is not self._session.generation():
-            with tempfile.TemporaryDirectory(prefix="lathe-webgpu-") as tmp:
-                self.save(tmp)
-                with open(os.path.join(tmp, "graph.json")) as fh:
-                    plan = json.load(fh)
-                with open(os.path.join(tmp, "params.bin"), "rb") as fh:
-                    blob = fh.read()
-            self._handle = (self._session.generation(), self._session.load_webgpu(plan, blob, self.source))
-        return self._session, self._handle[1]
+    # ------------------------------------------------------------------ in a browser tab (attach: InBrowser)
+    def _send(self, session) -> int:
+        """The files save() writes, to web/webgpu.js in the session's tab."""
+        with tempfile.TemporaryDirectory(prefix="lathe-webgpu-") as tmp:
+            self.save(tmp)
+            with open(os.path.join(tmp, "graph.json")) as fh:
+                plan = json.load(fh)
+            with open(os.path.join(tmp, "params.bin"), "rb") as fh:
+                blob = fh.read()
+        return session.load_webgpu(plan, blob, self.source)
 
     def benchmark(self, feed: dict, repeat: int = 50, warmup: int = 5) -> list:
         """Seconds per run; in a browser timed there (each run ends when its outputs are mapped on the CPU)."""
