@@ -8,6 +8,7 @@ inlined the elementwise epilogue between them). Hooks find the op's stages by th
 
 from __future__ import annotations
 
+import functools
 import math
 
 from lathe import te
@@ -224,8 +225,9 @@ def schedule_conv(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, tar
 
 # ---------------------------------------------------------------------------- conv2d (NCHW[b]c)
 
+@functools.lru_cache(maxsize=1)
 def l2_bytes() -> int:
-    """The host's L2 cache per core (Linux sysfs; 1 MiB when unknown)."""
+    """The host's L2 cache per core (Linux sysfs, read once; 1 MiB when unknown)."""
     try:
         with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as fh:
             text = fh.read().strip().upper()
