@@ -109,15 +109,15 @@ def test_no_gl_is_a_target_error(monkeypatch) -> None:
 
 def test_texture_limit_is_named(monkeypatch) -> None:
     with pytest.raises(TargetError, match="GL_MAX_TEXTURE_SIZE"):
-        opengl.new_texture(4096 * (opengl.context().info["GL_MAX_TEXTURE_SIZE"] + 1))
+        opengl.new_texture(4 * 4096 * (opengl.context().info["GL_MAX_TEXTURE_SIZE"] + 1))  # 4 per RGBA texel
 
 
 def test_kernel_called_again_sees_new_inputs() -> None:
-    a = te.placeholder((5000,), name="a")  # more than one 4096-texel row: the last row is partial
-    b = te.compute((5000,), lambda i: a[i] * 2.0 + 1.0, name="b")
+    a = te.placeholder((20001,), name="a")  # more than one 4096-texel row: the last row and texel are partial
+    b = te.compute((20001,), lambda i: a[i] * 2.0 + 1.0, name="b")
     kernel = lathe.build(gl_schedule(b), [a, b], target="opengl")
     for seed in range(3):
-        x = np.random.default_rng(seed).standard_normal(5000).astype(np.float32)
-        out = np.zeros(5000, np.float32)
+        x = np.random.default_rng(seed).standard_normal(20001).astype(np.float32)
+        out = np.zeros(20001, np.float32)
         kernel(x, out)
         np.testing.assert_array_equal(out, x * 2.0 + 1.0)  # x * 2 is exact: one rounding, fused or not

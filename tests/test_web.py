@@ -124,7 +124,7 @@ def test_export_web_command_writes_a_verified_artifact(tmp_path) -> None:
     assert (tmp_path / "model" / "webgpu" / "kernels.wgsl").read_text().count("@compute") > 10
     model = tmp_path / "model" / "webgl"
     manifest = json.loads((model / "manifest.json").read_text())
-    assert manifest["format"] == "lathe-webgl-1"
+    assert manifest["format"] == "lathe-webgl-2"
     for f, digest in manifest["sha256"].items():
         assert hashlib.sha256((model / f).read_bytes()).hexdigest() == digest
     plan = json.loads((model / "graph.json").read_text())

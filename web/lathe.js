@@ -1,5 +1,6 @@
 // lathe's WebGL2 runtime: runs a lathe `webgl` artifact (graph.json plan, params.bin, kernels.json).
-// Mirrors lathe/runtime/opengl.py: R32F textures in the plan's layout, weights uploaded once, memory-plan
+// Mirrors lathe/runtime/opengl.py: RGBA32F textures (four consecutive elements per texel) in the plan's
+// layout, weights uploaded once, memory-plan
 // slots shared as textures, one full-viewport triangle per kernel. Plain ES module, no dependencies.
 
 const VERTEX = `#version 300 es
@@ -46,16 +47,16 @@ export class Model {
   }
 
   constructor(gl, plan) {
-    if (plan.format !== 'lathe-webgl-1') throw new LatheError(`lathe: unknown artifact format ${plan.format}`);
+    if (plan.format !== 'lathe-webgl-2') throw new LatheError(`lathe: artifact format ${plan.format}, this runtime reads lathe-webgl-2 (recompile the model)`);
     this.gl = gl; this.plan = plan;
     const limit = gl.getParameter(gl.MAX_TEXTURE_SIZE);
     this.textures = plan.textures.map((t, i) => {
       if (t.width > limit || t.height > limit)
         throw new LatheError(`lathe: texture ${i} is ${t.width}x${t.height}, over MAX_TEXTURE_SIZE ${limit}`);
-      if (t.channels !== 1) throw new LatheError(`lathe: ${t.channels}-channel texels are not supported yet`);
+  
       const tex = gl.createTexture();
       gl.bindTexture(gl.TEXTURE_2D, tex);
-      gl.texStorage2D(gl.TEXTURE_2D, 1, gl.R32F, t.width, t.height);
+      gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA32F, t.width, t.height);
       for (const p of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D, p, gl.NEAREST);
       return tex;
     });
@@ -86,7 +87,8 @@ export class Model {
     }
     this.programs = programs.map(p => p.prog);
     this.steps = this.plan.steps.map(st => ({
-      program: this.programs[st.program], rows: st.rows, output: this.plan.values[st.output].texture,
+      program: this.programs[st.program], width: st.width, rows: st.rows,
+      output: this.plan.values[st.output].texture,
       samplers: Object.entries(st.samplers).map(([uniform, value]) =>
         [gl.getUniformLocation(this.programs[st.program], uniform), this.plan.values[value].texture])
         .filter(([loc]) => loc !== null),  // the GLSL compiler drops samplers a shader never reads
@@ -101,16 +103,22 @@ export class Model {
 
   upload(params) {
     for (const v of Object.values(this.plan.values)) {
-      if (v.offset !== undefined) this.write(v, new Float32Array(params, v.offset, v.size));
+      if (v.offset !== undefined) this.write(v, new Float32Array(params, v.offset, Math.ceil(v.size / 4) * 4));
     }
   }
 
-  // data: Float32Array of v.size elements, written into v's texture in row-major texel order
+  // data: Float32Array of v.size elements, written four per texel into v's texture in row-major texel order
   write(v, data) {
-    const gl = this.gl, full = Math.floor(v.size / v.width), rest = v.size - full * v.width;
+    const gl = this.gl, texels = Math.ceil(v.size / 4), full = Math.floor(texels / v.width);
+    const rest = texels - full * v.width;
+    if (data.length < texels * 4) {  // the last texel is partly padding
+      const padded = new Float32Array(texels * 4);
+      padded.set(data);
+      data = padded;
+    }
     gl.bindTexture(gl.TEXTURE_2D, this.textures[v.texture]);
-    if (full) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, v.width, full, gl.RED, gl.FLOAT, data, 0);
-    if (rest) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, full, rest, 1, gl.RED, gl.FLOAT, data, full * v.width);
+    if (full) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, v.width, full, gl.RGBA, gl.FLOAT, data, 0);
+    if (rest) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, full, rest, 1, gl.RGBA, gl.FLOAT, data, full * v.width * 4);
   }
 
   setInput(name, data) {
@@ -129,7 +137,7 @@ export class Model {
       gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
       gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, this.textures[tex], 0);
       const status = gl.checkFramebufferStatus(gl.FRAMEBUFFER);
-      if (status !== gl.FRAMEBUFFER_COMPLETE) throw new LatheError(`lathe: cannot render to an R32F texture ` +
+      if (status !== gl.FRAMEBUFFER_COMPLETE) throw new LatheError(`lathe: cannot render to an RGBA32F texture ` +
                                                                    `(framebuffer status 0x${status.toString(16)})`);
       this.framebuffers.set(tex, fb);
     }
@@ -137,32 +145,49 @@ export class Model {
   }
 
   run() {
-    const gl = this.gl;
-    gl.bindVertexArray(this.vao);
-    for (const st of this.steps) {
-      gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(st.output));
-      gl.viewport(0, 0, this.plan.textures[st.output].width, st.rows);  // a pooled texture may be taller
-      gl.useProgram(st.program);
-      st.samplers.forEach(([loc, tex], unit) => {
-        gl.activeTexture(gl.TEXTURE0 + unit);
-        gl.bindTexture(gl.TEXTURE_2D, this.textures[tex]);
-        gl.uniform1i(loc, unit);
-      });
-      gl.drawArrays(gl.TRIANGLES, 0, 3);
-    }
+    this.gl.bindVertexArray(this.vao);
+    for (const st of this.steps) this.draw(st);
   }
 
-  // the value's elements as a Float32Array (RGBA/FLOAT is the read format WebGL2 always accepts)
+  draw(st) {
+    const gl = this.gl;
+    gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(st.output));
+    gl.viewport(0, 0, st.width, st.rows);  // the output's corner of a pooled texture
+    gl.useProgram(st.program);
+    st.samplers.forEach(([loc, tex], unit) => {
+      gl.activeTexture(gl.TEXTURE0 + unit);
+      gl.bindTexture(gl.TEXTURE_2D, this.textures[tex]);
+      gl.uniform1i(loc, unit);
+    });
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+  }
+
+  // milliseconds per step (median of `repeat`): each kernel drawn alone and waited for by reading one texel
+  // of its output, after the kernels before it (so it reads what they wrote, as in a real run)
+  profile(repeat = 5) {
+    const gl = this.gl, times = this.steps.map(() => []), px = new Float32Array(4);
+    this.run();
+    for (let r = 0; r < repeat; r++) {
+      for (const [k, st] of this.steps.entries()) {
+        const t0 = performance.now();
+        this.draw(st);
+        gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.FLOAT, px);
+        times[k].push(performance.now() - t0);
+      }
+    }
+    return times.map(t => t.sort((a, b) => a - b)[t.length >> 1]);
+  }
+
+  // the value's first `count` elements as a Float32Array (RGBA/FLOAT: the read format WebGL2 always accepts)
   read(name, count = undefined) {
     const gl = this.gl, v = this.plan.values[name];
     if (!v) throw new LatheError(`lathe: no value ${name}`);
-    const n = count ?? v.size, rows = Math.ceil(n / v.width), width = rows > 1 ? v.width : n;
+    const n = count ?? v.size, texels = Math.ceil(n / 4);
+    const rows = Math.ceil(texels / v.width), width = rows > 1 ? v.width : texels;
     const rgba = new Float32Array(width * rows * 4);
     gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(v.texture));
     gl.readPixels(0, 0, width, rows, gl.RGBA, gl.FLOAT, rgba);
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = rgba[4 * i];
-    return out;
+    return rgba.slice(0, n);  // a copy: callers send its whole .buffer
   }
 
   outputs() { return this.plan.outputs.map(o => this.read(o.name)); }

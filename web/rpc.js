@@ -54,7 +54,7 @@ export function connect() {
     time: async (m) => await model(m).time(m.repeat, m.warmup),
     profile: async (m) => {
       const x = model(m);
-      if (!(x instanceof GPUModel)) throw new Error('per-kernel profiles are for webgpu models');
+      if (!x.profile) throw new Error('per-kernel profiles are for webgpu and webgl models');
       return {ms: await x.profile(m.repeat)};
     },
     free: (m) => { models.delete(m.model); return {}; },

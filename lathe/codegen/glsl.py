@@ -1,33 +1,101 @@
 """Loop IR -> a GLSL fragment shader (desktop 330 core, or GLSL ES 3.00 for WebGL2).
 
-The GL schedule (ops/gl.py) binds the fused output axes to "fragment": that loop becomes the flat
-index of the fragment's texel, texel (x, y) of a W-wide texture holding element y*W + x. Every
-tensor is an R32F texture laid out the same way (tex_shape), read with texelFetch; the one Store
-into the output buffer becomes the fragment's color. Integers are explicit casts everywhere (the ES
-rules have no implicit int/float conversion), so one renderer serves both dialects.
+Every tensor is an RGBA32F texture holding four consecutive elements (row-major flat order) per
+texel: element i is component i % 4 of texel i / 4, and texel t sits at (t % W, t / W) of a W-wide
+texture (tex_shape). The GL schedule (ops/gl.py) binds the output's texel loop to "fragment": that
+loop becomes the fragment's texel index, derived from gl_FragCoord, and the stores into the output
+become components of the fragment's vec4 color. A four-lane load that starts on a texel boundary is
+one texelFetch; a scalar load whose component is known at compile time is one texelFetch and a
+swizzle. Integers are explicit casts everywhere (the ES rules have no implicit int/float conversion),
+so one renderer serves both dialects.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
-from lathe.codegen.cstyle import RESERVED, CStyleRenderer, UnsupportedError
+from lathe.codegen.cstyle import RESERVED, CStyleRenderer, UnsupportedError, contiguous_base
 from lathe.errors import BuildError
-from lathe.expr import Cast, lanes_of
-from lathe.tir.stmt import Allocate, For, IfThenElse, PrimFunc, Seq, Store
+from lathe.expr import (
+    Binary, Broadcast, Call, Cast, Const, Expr, Load, Not, Ramp, Select, binary, lanes_of, post_order, scalar_of,
+    with_lanes,
+)
+from lathe.tir.arith import skey
+from lathe.tir.stmt import Allocate, For, IfThenElse, PrimFunc, Seq, Store, walk
 
 TEX_WIDTH = 4096  # texels per row; well inside every GL_MAX_TEXTURE_SIZE (>= 4096 on ES 3.00 devices too)
+TEXEL = 4  # elements per RGBA32F texel
+SWIZZLE = "xyzw"
 GLSL_RESERVED = frozenset("""in out inout uniform layout texture sample input output vec2 vec3 vec4 ivec2 ivec3
-ivec4 mix discard main precision highp mediump lowp sampler2D attribute varying smooth flat centroid
-invariant texelFetch active common filter""".split())
+ivec4 bvec2 bvec3 bvec4 uvec2 uvec3 uvec4 mix discard main precision highp mediump lowp sampler2D attribute
+varying smooth flat centroid invariant texelFetch active common filter not equal""".split())
 DIALECTS = {"330": "#version 330 core", "es": "#version 300 es\nprecision highp float;\nprecision highp int;\n"
             "precision highp sampler2D;"}
+COMPARE_FN = {"<": "lessThan", "<=": "lessThanEqual", ">": "greaterThan", ">=": "greaterThanEqual",
+              "==": "equal", "!=": "notEqual"}
+VECTOR_BUILTINS = {"exp", "log", "sqrt", "tanh", "abs", "floor", "ceil", "min", "max"}  # take genType
 
 
 def tex_shape(n: int) -> tuple[int, int]:
-    """(width, height) of the texture holding n elements in row-major texel order. One width for every
-    tensor, so values that are never live together can share one texture (the runtime's pool)."""
-    return TEX_WIDTH, -(-max(n, 1) // TEX_WIDTH)
+    """(width, height) in texels of the texture holding n elements: about square, the width a power of two
+    (texel coordinates are a mask and a shift) up to TEX_WIDTH. Not one long row: GPUs and SwiftShader
+    shade 2x2 quads of fragments, half of which a 1-row texture leaves idle. A value may live in a larger
+    texture (the runtime's pool) in its own top-left width x height corner."""
+    texels = max(-(-n // TEXEL), 1)
+    w = min(TEX_WIDTH, 1 << (math.isqrt(texels - 1)).bit_length())
+    return w, -(-texels // w)
+
+
+def multiple_of(e: Expr, k: int) -> bool:
+    """e is visibly a multiple of k: sums and products of constant multiples (and guarded selects of them)."""
+    if isinstance(e, Const):
+        return e.value % k == 0
+    if isinstance(e, Binary) and e.op in ("+", "-"):
+        return multiple_of(e.a, k) and multiple_of(e.b, k)
+    if isinstance(e, Binary) and e.op == "*":
+        return multiple_of(e.a, k) or multiple_of(e.b, k)
+    return isinstance(e, Select) and multiple_of(e.t, k) and multiple_of(e.f, k)
+
+
+def split_index(i: Expr) -> tuple[Expr, int, int] | None:
+    """(base, offset, component) when element i is component `component` of texel base / 4 + offset, with
+    the component known at compile time (base a multiple of 4); else None.
+
+    A guarded index select(c, i, 0) (tir's guard_select_loads: the value is used only where c holds)
+    keeps its guard on the texel only: wherever c fails, texel 0 is as good an address as element 0."""
+    if isinstance(i, Select) and isinstance(i.f, Const) and i.f.value == 0:
+        inner = split_index(i.t)
+        return None if inner is None else (Select(i.cond, inner[0], i.f), *inner[1:])
+    c = 0
+    if isinstance(i, Binary) and i.op in ("+", "-") and isinstance(i.b, Const):
+        i, c = i.a, i.b.value if i.op == "+" else -i.b.value
+    return (i, c // TEXEL, c % TEXEL) if multiple_of(i, TEXEL) else None
+
+
+def lane(e: Expr, k: int) -> Expr:
+    """Lane k of a vector expression, as a scalar expression."""
+    if lanes_of(e.dtype) == 1:
+        return e
+    if isinstance(e, Ramp):
+        return binary("+", e.base, binary("*", e.stride, Const(k, e.stride.dtype)))
+    if isinstance(e, Broadcast):
+        return e.value
+    if isinstance(e, Const):
+        return Const(e.value, scalar_of(e.dtype))
+    if isinstance(e, Load):
+        return Load(e.buffer, tuple(lane(x, k) for x in e.indices), scalar_of(e.dtype))
+    if isinstance(e, Binary):
+        return Binary(e.op, lane(e.a, k), lane(e.b, k), scalar_of(e.dtype))
+    if isinstance(e, Select):
+        return Select(lane(e.cond, k), lane(e.t, k), lane(e.f, k))
+    if isinstance(e, Cast):
+        return Cast(scalar_of(e.dtype), lane(e.a, k))
+    if isinstance(e, Not):
+        return Not(lane(e.a, k))
+    if isinstance(e, Call):
+        return Call(e.name, tuple(lane(a, k) for a in e.args), scalar_of(e.dtype))
+    raise BuildError(f"cannot take a lane of {type(e).__name__}")
 
 
 def stored_buffers(s) -> set:
@@ -57,7 +125,7 @@ class GLSLRenderer(CStyleRenderer):
 
     def render(self, func: PrimFunc) -> str:
         body = self.function(func)
-        return "\n".join([DIALECTS[self.dialect], *self.uniforms, "out float lathe_out;",
+        return "\n".join([DIALECTS[self.dialect], *self.uniforms, "out vec4 lathe_out;",
                           *(h.strip() for h in self.helpers.values()), body]) + "\n"
 
     def reserved(self, name: str) -> bool:
@@ -75,9 +143,9 @@ class GLSLRenderer(CStyleRenderer):
         if len(self.outputs) != 1:
             raise UnsupportedError(f"kernel {func.name}: a fragment shader writes one output, this kernel "
                                    f"writes {len(self.outputs)}")
-        self.fragments = 0
+        self.fragments, self.packed, self.shared = 0, set(), {}
         text = super().function(func)
-        if self.fragments != 1 and not (self.fragments == 0 and self.outputs[0].size <= 1):
+        if self.fragments != 1 and not (self.fragments == 0 and self.outputs[0].size <= TEXEL):
             raise UnsupportedError(f"kernel {func.name}: no loop bound to \"fragment\"; schedule it with "
                                    "the gl family (lathe/ops/gl.py)")
         return text
@@ -93,11 +161,9 @@ class GLSLRenderer(CStyleRenderer):
             raise UnsupportedError(f"kernel {self.func.name}: {buffer.name} is {buffer.dtype}; GL textures hold "
                                    f"float32, and integers exactly within +-2^24")
         w = tex_shape(buffer.size)[0]
-        shift = w.bit_length() - 1  # w is a power of two and i >= 0: a mask and a shift, no division
-        load = f"texelFetch({name}, ivec2(i & {w - 1}, i >> {shift}), 0).r"
-        if buffer.dtype != "float32":
-            load = f"{self.types[buffer.dtype]}({load})"
-        self.define(f"lathe_load_{name}", self.types[buffer.dtype], "int i", f"return {load};")
+        self.define(f"lathe_texel_{name}", "vec4", "int t",
+                    f"return texelFetch({name}, ivec2(t & {w - 1}, t >> {w.bit_length() - 1}), 0);")
+        self.define(f"lathe_load_{name}", "float", "int i", f"return lathe_texel_{name}(i >> 2)[i & 3];")
         return f"uniform highp sampler2D {name};"
 
     # ------------------------------------------------------------------ statements
@@ -106,35 +172,155 @@ class GLSLRenderer(CStyleRenderer):
             return super().stmt_For(s) if s.kind != "thread" else self._bad_thread(s)
         self.fragments += 1
         n = s.extent.value
-        w = tex_shape(n)[0]
+        w = tex_shape(self.outputs[0].size)[0]
         v = self.name(s.var, s.var.name)
         self.emit(f"int {v} = int(gl_FragCoord.y) * {w} + int(gl_FragCoord.x);")
         if n % w:
             self.emit(f"if ({v} >= {n}) discard;")
         self.stmt(s.body)
 
+    def stmt_Seq(self, s: Seq) -> None:
+        """A texel that several statements of this sequence read (the four channels of an input pixel in an
+        unrolled convolution) is fetched once, into a local, before the first of them: shader JITs such as
+        SwiftShader's do not merge repeated texture fetches. Textures are read-only, so this is exact."""
+        first: dict = {}
+        for k, st in enumerate(s.stmts):
+            for key, texel in self._texels(st):
+                first.setdefault(key, [k, texel, 0])[2] += 1
+        shared = {key: (k, texel) for key, (k, texel, uses) in first.items() if uses > 1}
+        for k, st in enumerate(s.stmts):
+            for key, (at, (buffer, t)) in shared.items():
+                if at == k:
+                    self.temps, name = {}, self.fresh("texel")  # no earlier statement's temporaries
+                    self.emit(f"vec4 {name} = {self._texel(buffer, *t, True)};")
+                    self.shared[key] = name
+            self.stmt(st)
+        for key in shared:
+            self.shared.pop(key, None)
+
+    def _texels(self, st) -> list:
+        """((buffer, texel key), (buffer, texel)) of each whole-texel or known-component texture read of a
+        Store's value."""
+        if not isinstance(st, Store):
+            return []
+        found = []
+
+        def visit(e: Expr) -> None:
+            if isinstance(e, Load) and e.buffer in self.func.params and e.buffer not in self.outputs:
+                t = self._texel_of(self.one_index(e.buffer, e.indices), lanes_of(e.dtype))
+                if t is not None:
+                    found.append(((id(e.buffer), skey(t[0]), t[1]), (e.buffer, t[:2])))
+
+        post_order(st.value, visit)
+        return found
+
+    def _texel_of(self, i: Expr, n: int) -> tuple | None:
+        """(base, offset[, component]) of a scalar access with a known component, or of an aligned 4-lane one."""
+        if n == 1:
+            return split_index(i)
+        t = split_index(contiguous_base(i)) if n == TEXEL and contiguous_base(i) is not None else None
+        return t[:2] if t is not None and t[2] == 0 else None
+
     def _bad_thread(self, s: For) -> None:
         raise UnsupportedError(f"kernel {self.func.name}: loop {s.var.name} is bound to {s.thread_tag}; "
                                "GLSL kernels bind their output axes to \"fragment\" only")
 
-    def stmt_Store(self, s: Store) -> None:
-        if s.buffer not in self.outputs:
-            return super().stmt_Store(s)
-        if lanes_of(s.value.dtype) != 1:
-            raise UnsupportedError(f"kernel {self.func.name}: vector stores are not supported in GLSL")
-        value = s.value if s.value.dtype == "float32" else Cast("float32", s.value)
-        self.emit(f"lathe_out = {self.expr(value, 0)};")
+    def stmt_Allocate(self, s: Allocate) -> None:
+        # a local that vector code stores into is an array of vec4s, indexed by texel like the textures
+        vector = []
+        walk(s.body, lambda x: vector.append(x) if isinstance(x, Store) and x.buffer is s.buffer
+             and lanes_of(x.value.dtype) > 1 else None)
+        if vector:
+            self.packed.add(id(s.buffer))
+        self._declaring = s.buffer if vector else None
+        super().stmt_Allocate(s)
 
-    def expr_Load(self, e) -> str:
+    def local_array(self, ctype: str, name: str, size: int) -> str:
+        buf, self._declaring = self._declaring, None
+        if buf is not None:
+            return f"{self.vector_type(with_lanes(buf.dtype, TEXEL))} {name}[{-(-size // TEXEL)}];"
+        return f"{ctype} {name}[{size}];"
+
+    def stmt_Store(self, s: Store) -> None:
+        output = s.buffer in self.outputs
+        if not output and id(s.buffer) not in self.packed:
+            return super().stmt_Store(s)
+        idx, n = self.one_index(s.buffer, s.indices), lanes_of(s.value.dtype)
+        target = "lathe_out" if output else self.lookup(s.buffer, "buffer")
+        if n == 1:
+            return self.emit(self._put(target, idx, output, self._stored(s.value, output)))
+        t = self._texel_of(idx, n)
+        if t is not None:
+            return self.emit(f"{target if output else self._texel(s.buffer, *t, False)} = "
+                             f"{self._stored(s.value, output)};")
+        tmp = self.fresh("lanes")  # unaligned or scattered lanes: one element at a time
+        self.emit(self.declare(s.value.dtype, tmp, self.expr(s.value, 0)))
+        for k in range(n):
+            self.emit(self._put(target, lane(idx, k), output, f"{'float' if output else ''}({tmp}[{k}])"))
+
+    def _stored(self, value: Expr, output: bool) -> str:
+        if not output or scalar_of(value.dtype) == "float32":
+            return self.expr(value, 0)
+        return f"{'float' if lanes_of(value.dtype) == 1 else 'vec4'}({self.expr(value, 0)})"
+
+    def _put(self, array: str, i: Expr, output: bool, value: str) -> str:
+        """The statement storing `value` into element i of the output color or of a packed local."""
+        t = split_index(i)
+        if t is not None:  # a swizzle when the component is known
+            return f"{array if output else self._texel(None, *t[:2], False, array)}.{SWIZZLE[t[2]]} = {value};"
+        text = self.expr(i, 0)
+        if output:  # ES allows no variable index into a fragment output: a lane mask picks the component
+            fn = self.define("lathe_put", "vec4", "vec4 color, int i, float v",
+                             "return mix(color, vec4(v), equal(ivec4(0, 1, 2, 3), ivec4(i & 3)));")
+            return f"{array} = {fn}({array}, {text}, {value});"
+        return f"{array}[({text}) >> 2][({text}) & 3] = {value};"
+
+    # ------------------------------------------------------------------ loads
+    def expr_Load(self, e: Load) -> str:
         if e.buffer in self.outputs:
             raise UnsupportedError(f"kernel {self.func.name}: reads its output {e.buffer.name}; a fragment "
                                    "cannot read its own target (cache_write into a local first)")
-        if id(e.buffer) not in self.names or e.buffer not in self.func.params:
-            return super().expr_Load(e)
-        if lanes_of(e.dtype) != 1:
-            raise UnsupportedError(f"kernel {self.func.name}: vector loads are not supported in GLSL")
+        texture, n = e.buffer in self.func.params, lanes_of(e.dtype)
+        if not texture and id(e.buffer) not in self.packed:
+            if n == 1:
+                return super().expr_Load(e)
+            return f"{self.vector_type(e.dtype)}({', '.join(self.expr(lane(e, k), 0) for k in range(n))})"
         idx = self.one_index(e.buffer, e.indices)
-        return f"lathe_load_{self.lookup(e.buffer, 'buffer')}({self.expr(idx, 0)})"
+        if n == 1:
+            return self._scalar_load(e.buffer, idx, texture)
+        t = self._texel_of(idx, n)
+        if t is None:  # unaligned or gathered lanes: one element at a time
+            lanes = ", ".join(self._scalar_load(e.buffer, lane(idx, k), texture) for k in range(n))
+            return f"{self.vector_type(e.dtype)}({lanes})"
+        return self._convert(self._texel(e.buffer, *t, texture), e.buffer.dtype, TEXEL)
+
+    def _texel(self, buffer, base: Expr, offset: int, texture: bool, array: str = "") -> str:
+        """Texel base / 4 + offset of a texture (fetched, or the local it was fetched into) or packed local."""
+        if texture and (id(buffer), skey(base), offset) in self.shared:
+            return self.shared[(id(buffer), skey(base), offset)]
+        t = f"({self.expr(base, 0)}) >> 2" if not isinstance(base, Const) else str(base.value // TEXEL)
+        t = f"({t}) {'+' if offset > 0 else '-'} {abs(offset)}" if offset else t
+        name = array or self.lookup(buffer, "buffer")
+        return f"lathe_texel_{name}({t})" if texture else f"{name}[{t}]"
+
+    def _scalar_load(self, buffer, i: Expr, texture: bool) -> str:
+        t = split_index(i)
+        if t is not None:
+            value = f"{self._texel(buffer, *t[:2], texture)}.{SWIZZLE[t[2]]}"
+        elif texture:
+            value = f"lathe_load_{self.lookup(buffer, 'buffer')}({self.expr(i, 0)})"
+        else:
+            text = self.expr(i, 0)
+            value = f"{self.lookup(buffer, 'buffer')}[({text}) >> 2][({text}) & 3]"
+        return self._convert(value, buffer.dtype, 1) if texture else value
+
+    def _convert(self, value: str, dtype: str, n: int) -> str:
+        """Texture values are floats; integer and bool tensors convert on load."""
+        if dtype == "float32":
+            return value
+        if dtype == "bool":
+            return f"({value} != 0.0)" if n == 1 else f"notEqual({value}, vec4(0.0))"
+        return f"int({value})" if n == 1 else f"ivec4({value})"
 
     # ------------------------------------------------------------------ expressions
     def const(self, v, dtype: str) -> str:
@@ -144,7 +330,7 @@ class GLSLRenderer(CStyleRenderer):
 
     def expr_Cast(self, e: Cast) -> str:
         if lanes_of(e.dtype) > 1:
-            return self.unsupported_vector()
+            return self.vector_cast(self.expr(e.a), e.a.dtype, e.dtype)
         a = self.expr(e.a)
         if e.dtype == "bool":
             return f"({a} != {self.const(0, e.a.dtype)})"
@@ -162,7 +348,7 @@ class GLSLRenderer(CStyleRenderer):
         return self.glsl_math.get(name, name)
 
     def floor_divmod(self, op: str, a: str, b: str, dtype: str) -> str:
-        if dtype != "int32" and dtype != "int64":
+        if scalar_of(dtype) not in ("int32", "int64"):
             return super().floor_divmod(op, a, b, dtype)
         # GLSL leaves % of negative operands undefined: derive both from truncating division
         q = "int q = a / b; if (q * b != a && ((a < 0) != (b < 0))) q -= 1;"
@@ -170,10 +356,59 @@ class GLSLRenderer(CStyleRenderer):
             fn = self.define("lathe_floordiv", "int", "int a, int b", f"{q} return q;")
         else:
             fn = self.define("lathe_floormod", "int", "int a, int b", f"{q} return a - q * b;")
-        return f"{fn}({a}, {b})"
+        return f"{fn}({a}, {b})" if lanes_of(dtype) == 1 else self.vector_map(fn, [a, b], dtype)
 
     def minmax(self, op: str, a: str, b: str, dtype: str) -> str:
         return f"{op}({a}, {b})"
+
+    # ------------------------------------------------------------------ vectors: vecN, ivecN, bvecN
+    def vector_type(self, dtype: str) -> str:
+        n = lanes_of(dtype)
+        if n > 4:
+            raise UnsupportedError(f"kernel {self.func.name}: GLSL vectors have at most 4 lanes, not {n}")
+        return {"float32": "", "float64": "", "bool": "b"}.get(scalar_of(dtype), "i") + f"vec{n}"
+
+    def vector_splat(self, x: str, dtype: str) -> str:
+        return f"{self.vector_type(dtype)}({x})"
+
+    def vector_ramp(self, base: str, stride: str, dtype: str) -> str:
+        t = self.vector_type(dtype)
+        return f"({t}({', '.join(map(str, range(lanes_of(dtype))))}) * {stride} + {base})"
+
+    def vector_map(self, fn: str, args: list[str], dtype: str) -> str:
+        if fn in VECTOR_BUILTINS:
+            return f"{fn}({', '.join(args)})"
+        t, n = self.vector_type(dtype), lanes_of(dtype)  # an overload applying the scalar helper lane by lane
+        params = ", ".join(f"{t} a{k}" for k in range(len(args)))
+        lanes = ", ".join(f"{fn}({', '.join(f'a{k}[{c}]' for k in range(len(args)))})" for c in range(n))
+        self.helpers.setdefault(f"{fn}:{t}", f"{t} {fn}({params}) {{ return {t}({lanes}); }}")
+        return f"{fn}({', '.join(args)})"
+
+    def vector_minmax(self, op: str, a: str, b: str, dtype: str) -> str:
+        return f"{op}({a}, {b})"
+
+    def vector_logic(self, op: str, a: str, b: str, dtype: str) -> str:
+        if op in COMPARE_FN:
+            return f"{COMPARE_FN[op]}({a}, {b})"
+        n = lanes_of(dtype)  # and/or of masks, through unsigned bits
+        return f"bvec{n}(uvec{n}({a}) {'&' if op == 'and' else '|'} uvec{n}({b}))"
+
+    def vector_not(self, a: str, dtype: str) -> str:
+        return f"not({a})"
+
+    def vector_select(self, cond: str, t: str, f: str, dtype: str) -> str:
+        if scalar_of(dtype) in ("float32", "float64"):
+            return f"mix({f}, {t}, {cond})"  # a boolean mix picks lanes, no arithmetic
+        vt, n = self.vector_type(dtype), lanes_of(dtype)
+        lanes = ", ".join(f"c[{k}] ? t[{k}] : f[{k}]" for k in range(n))
+        self.helpers.setdefault(f"lathe_select:{vt}", f"{vt} lathe_select(bvec{n} c, {vt} t, {vt} f) "
+                                f"{{ return {vt}({lanes}); }}")
+        return f"lathe_select({cond}, {t}, {f})"
+
+    def vector_cast(self, a: str, src: str, dst: str) -> str:
+        if scalar_of(dst) == "bool":
+            return f"notEqual({a}, {self.vector_type(src)}(0))"
+        return f"{self.vector_type(dst)}({a})"
 
 
 def render_glsl(func: PrimFunc, dialect: str = "330") -> str:

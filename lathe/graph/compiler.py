@@ -123,12 +123,16 @@ def optimize(g: Graph) -> Graph:
 def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
     """Optimise, change layout, fuse and plan memory: (graph, groups, memory plan)."""
     g = optimize(g)
-    blocked = target.family == "cpu" and target.attrs.get("layout", "nchwc") != "nchw"
+    blocked = target.family in ("cpu", "gl") and target.attrs.get("layout", "nchwc") != "nchw"
     if blocked:
         from lathe.graph.layout import add_halos, block_layout
         from lathe.ops.cpu import vector_lanes
 
-        g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")
+        if target.family == "gl":  # four channels per RGBA texel: one fragment computes a vec4 of them
+            g = block_layout(g, 4, winograd=False)
+        else:
+            g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")
+    blocked = blocked and target.family == "cpu"
     groups = fuse(g)
     if blocked:
         add_halos(g, groups)

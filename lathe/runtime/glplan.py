@@ -1,16 +1,16 @@
 """The launch plan of a GL-scheduled model as plain data, for runtimes outside this process (web/lathe.js).
 
-It mirrors what runtime/opengl.py builds from objects: one R32F texture per parameter and per input,
-one per memory-plan slot (as tall as its largest value), and per step a program, its samplers and the
+It mirrors what runtime/opengl.py builds from objects: one RGBA32F texture per parameter and per input,
+one per memory-plan slot (large enough for each of its values' corners), and per step a program, its samplers and the
 rows of the output texture it draws. Every value records its texture's width, height and channels per
-texel, so a later RGBA packing changes this file, not the JavaScript.
+texel (4: consecutive elements of the flat order).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lathe.codegen.glsl import GLSLRenderer, tex_shape
+from lathe.codegen.glsl import TEXEL, GLSLRenderer, tex_shape
 from lathe.errors import TargetError
 
 ALIGN = 64  # bytes between parameters in the blob: every Float32Array view stays aligned
@@ -34,8 +34,8 @@ def build_plan(spec: dict, params: dict, funcs: list, dialect: str = "es") -> tu
     sizes = {k: _size(v["shape"]) for k, v in spec["values"].items()}
     textures: list[dict] = []
 
-    def texture(rows: int) -> int:
-        textures.append({"width": tex_shape(1)[0], "height": rows, "channels": 1})
+    def texture(shape: tuple) -> int:
+        textures.append({"width": shape[0], "height": shape[1], "channels": TEXEL})
         return len(textures) - 1
 
     values: dict = {}
@@ -43,30 +43,32 @@ def build_plan(spec: dict, params: dict, funcs: list, dialect: str = "es") -> tu
     for name, arr in params.items():
         pad = (-len(blob)) % ALIGN
         blob += b"\0" * pad
-        data = np.ascontiguousarray(arr, dtype="<f4").tobytes()  # GL textures hold fp32 (ints exact to 2^24)
-        values[name] = {"texture": texture(tex_shape(arr.size)[1]), "offset": len(blob), "size": int(arr.size)}
+        data = np.zeros(-(-arr.size // TEXEL) * TEXEL, "<f4")  # whole texels; fp32 (ints exact to 2^24)
+        data[:arr.size] = np.ravel(arr)
+        data = data.tobytes()
+        values[name] = {"texture": texture(tex_shape(arr.size)), "offset": len(blob), "size": int(arr.size)}
         blob += data
     for io in spec["inputs"]:
-        values[io["name"]] = {"texture": texture(tex_shape(sizes[io["name"]])[1]), "size": sizes[io["name"]]}
-    rows: dict = {}
+        values[io["name"]] = {"texture": texture(tex_shape(sizes[io["name"]])), "size": sizes[io["name"]]}
+    corner: dict = {}  # slot -> the texture's shape: every value's tex_shape corner fits
     for name, slot in spec["slot_of"].items():
-        rows[slot] = max(rows.get(slot, 1), tex_shape(sizes[name])[1])
-    slot_texture = {slot: texture(r) for slot, r in sorted(rows.items())}
+        corner[slot] = tuple(map(max, corner.get(slot, (1, 1)), tex_shape(sizes[name])))
+    slot_texture = {slot: texture(wh) for slot, wh in sorted(corner.items())}
     used = {a for st in spec["steps"] for a in st["args"]} | {o["name"] for o in spec["outputs"]}
     for name in sizes:
         if name not in values and name in used:
             slot = spec["slot_of"].get(name)
-            tex = slot_texture[slot] if slot is not None else texture(tex_shape(sizes[name])[1])
+            tex = slot_texture[slot] if slot is not None else texture(tex_shape(sizes[name]))
             values[name] = {"texture": tex, "size": sizes[name]}
     for name, v in values.items():
-        v.update(textures[v["texture"]])
+        v["width"], v["height"] = tex_shape(v["size"])  # the value's corner of its texture
         v["shape"] = list(spec["values"][name]["shape"]) if name in spec["values"] else list(params[name].shape)
     steps = []
     for st in spec["steps"]:
         *ins, out = st["args"]
         steps.append({"kernel": st["kernel"], "program": kernel_index[st["kernel"]],
                       "samplers": dict(zip(samplers_of[st["kernel"]], ins)), "output": out,
-                      "rows": tex_shape(sizes[out])[1]})
-    plan = {"format": "lathe-webgl-1", "inputs": spec["inputs"], "outputs": spec["outputs"],
+                      "width": tex_shape(sizes[out])[0], "rows": tex_shape(sizes[out])[1]})
+    plan = {"format": "lathe-webgl-2", "inputs": spec["inputs"], "outputs": spec["outputs"],
             "textures": textures, "values": values, "steps": steps, "programs": len(programs)}
     return plan, bytes(blob), programs

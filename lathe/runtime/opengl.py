@@ -1,6 +1,7 @@
-"""The `opengl` device: kernels as fragment shaders over R32F textures, through moderngl's headless EGL context.
+"""The `opengl` device: kernels as fragment shaders over RGBA32F textures, through moderngl's headless EGL context.
 
-One context per process, created on first use. Each tensor lives in one texture (tex_shape layout);
+One context per process, created on first use. Each tensor lives in one texture (tex_shape layout: four
+consecutive elements per texel);
 a kernel draws one full-viewport triangle into its output's framebuffer. Weights are uploaded once,
 intermediates stay on the GPU, and only the model's outputs are read back.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lathe.codegen.glsl import GLSLRenderer, tex_shape
+from lathe.codegen.glsl import TEXEL, GLSLRenderer, tex_shape
 from lathe.errors import ArgumentError, TargetError
 from lathe.runtime.graph_module import GraphModule
 
@@ -49,16 +50,15 @@ def status() -> tuple[bool, str]:
     return True, f"{ctx.info['GL_RENDERER']}, GL_MAX_TEXTURE_SIZE {ctx.info['GL_MAX_TEXTURE_SIZE']}"
 
 
-def new_texture(n: int, data: np.ndarray | None = None, rows: int = 0):
-    """A texture for n elements (at least `rows` rows), filled with `data` when given."""
+def new_texture(n: int, data: np.ndarray | None = None, shape: tuple = (1, 1)):
+    """A texture for n elements (at least `shape` texels wide and high), filled with `data` when given."""
     ctx = context()
     limit = ctx.info["GL_MAX_TEXTURE_SIZE"]
-    w, h = tex_shape(n)
-    h = max(h, rows)
+    w, h = map(max, tex_shape(n), shape)
     if h > limit:
         raise TargetError(f"target opengl: a tensor of {n} elements needs a {w}x{h} texture, over "
                           f"GL_MAX_TEXTURE_SIZE {limit}")
-    tex = ctx.texture((w, h), 1, dtype="f4")
+    tex = ctx.texture((w, h), TEXEL, dtype="f4")
     tex.filter = (0x2600, 0x2600)  # GL_NEAREST
     if data is not None:
         upload(tex, data)
@@ -66,15 +66,19 @@ def new_texture(n: int, data: np.ndarray | None = None, rows: int = 0):
 
 
 def upload(tex, data: np.ndarray) -> None:
-    flat = np.zeros(tex.width * tex.height, np.float32)
+    """Write data into its tex_shape corner of tex."""
+    w, h = tex_shape(data.size)
+    flat = np.zeros(w * h * TEXEL, np.float32)
     flat[:data.size] = np.asarray(data, np.float32).ravel()
-    tex.write(flat.tobytes())
+    tex.write(flat.tobytes(), viewport=(0, 0, w, h))
 
 
 def download(tex, shape: tuple, dtype: str) -> np.ndarray:
     context()
-    flat = np.frombuffer(tex.read(), np.float32)[:int(np.prod(shape, dtype=np.int64))]
-    return flat.astype(dtype).reshape(shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    w, h = tex_shape(n)
+    texels = np.frombuffer(tex.read(), np.float32).reshape(tex.height, tex.width, TEXEL)
+    return texels[:h, :w].ravel()[:n].astype(dtype).reshape(shape)
 
 
 class GLKernel:
@@ -105,9 +109,9 @@ class GLKernel:
                 tex.use(location=unit)
                 uniform.value = unit
         fbo = self.fbos.get(id(out))
-        if fbo is None:  # a pooled texture may have more rows than this output: draw only the rows it needs
+        if fbo is None:  # a pooled texture may be larger than this output: draw only its corner
             fbo = self.fbos[id(out)] = (context().framebuffer(color_attachments=[out]), out)
-            fbo[0].viewport = (0, 0, out.width, tex_shape(self.func.params[-1].size)[1])
+            fbo[0].viewport = (0, 0, *tex_shape(self.func.params[-1].size))
         fbo[0].use()
         self.vao.render(mode=4, vertices=3)  # GL_TRIANGLES
 
@@ -140,10 +144,10 @@ class GLGraphModule(GraphModule):
         self._tex.update({name: new_texture(sizes[name]) for name in self._input_names})
         # the memory plan's slots hold values never live at once (and never a kernel's input and output
         # together): one texture per slot, as tall as its largest value
-        rows: dict = {}
+        corner: dict = {}  # slot -> the texture's shape: every value's corner fits
         for name, slot in spec["slot_of"].items():
-            rows[slot] = max(rows.get(slot, 1), tex_shape(sizes[name])[1])
-        pool = {slot: new_texture(1, rows=r) for slot, r in rows.items()}
+            corner[slot] = tuple(map(max, corner.get(slot, (1, 1)), tex_shape(sizes[name])))
+        pool = {slot: new_texture(1, shape=wh) for slot, wh in corner.items()}
         used = {a for st in spec["steps"] for a in st["args"]} | {o["name"] for o in spec["outputs"]}
         for name, n in sizes.items():
             if name not in self._tex and name in used:

@@ -43,6 +43,17 @@ class InBrowser:
     def _send(self, session) -> int:
         raise NotImplementedError
 
+    def _browser_profile(self, feed: dict, repeat: int) -> list:
+        """GraphModule.profile's rows, each kernel timed alone in the tab (after the ones before it)."""
+        self._feed(feed)
+        self._execute()
+        session, model = self._loaded()
+        ms = session.profile(model, repeat)
+        total = sum(ms) or 1.0
+        return [{"kernel": st["kernel"], "ops": "+".join(st["ops"]), "ms": t, "percent": 100 * t / total,
+                 "flops": st.get("flops", 0), "gflops": st.get("flops", 0) / t / 1e6 if t > 0 else 0.0}
+                for st, t in zip(self.spec["steps"], ms)]
+
 
 class WebGLGraphModule(InBrowser, GraphModule):
     """A model that runs in a browser tab: inputs go over the socket, outputs come back."""
@@ -76,9 +87,8 @@ class WebGLGraphModule(InBrowser, GraphModule):
         return [t / 1e3 for t in session.time(model, repeat, warmup)["times_ms"]]
 
     def profile(self, feed: dict, repeat: int = 20) -> list:
-        from lathe.errors import TargetError
-
-        raise TargetError("target webgl: per-kernel profiles are not supported; use benchmark()")
+        """Per-kernel times (see GraphModule.profile): each kernel drawn alone in the tab."""
+        return self._browser_profile(feed, repeat)
 
     def save(self, path: str) -> None:
         """The artifact web/lathe.js loads: graph.json (plan), params.bin, kernels.json, manifest.json."""
@@ -92,7 +102,7 @@ class WebGLGraphModule(InBrowser, GraphModule):
             with open(os.path.join(path, f), "rb") as fh:
                 digests[f] = hashlib.sha256(fh.read()).hexdigest()
         with open(os.path.join(path, "manifest.json"), "w") as fh:
-            json.dump({"format": "lathe-webgl-1", "sha256": digests}, fh, indent=1)
+            json.dump({"format": "lathe-webgl-2", "sha256": digests}, fh, indent=1)
 
 
 def graph_from_funcs(spec: dict, params: dict, funcs: list) -> WebGLGraphModule:

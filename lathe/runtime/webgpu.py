@@ -269,14 +269,7 @@ class WGPUGraphModule(InBrowser, GraphModule):
         """Per-kernel times (see GraphModule.profile); in a browser each kernel is submitted alone there."""
         if self._session is None:
             return super().profile(feed, repeat)
-        self._feed(feed)
-        self._execute()
-        session, model = self._loaded()
-        ms = session.profile(model, repeat)
-        total = sum(ms) or 1.0
-        return [{"kernel": st["kernel"], "ops": "+".join(st["ops"]), "ms": t, "percent": 100 * t / total,
-                 "flops": st.get("flops", 0), "gflops": st.get("flops", 0) / t / 1e6 if t > 0 else 0.0}
-                for st, t in zip(self.spec["steps"], ms)]
+        return self._browser_profile(feed, repeat)
 
     # ------------------------------------------------------------------ running
     def _feed(self, feed: dict) -> None:
