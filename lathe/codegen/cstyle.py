@@ -256,10 +256,11 @@ class CStyleRenderer:
 
     def hoist_invariants(self, loop: For) -> list:
         """Declare before `loop` the integer index arithmetic in its body that involves division, modulo or
-        a product of variables and no variable of this loop or of a loop inside it: the output coordinates a
-        work-item recomputes in every step of its reduction. GPU compilers hoist it themselves; browsers'
-        shader JITs (SwiftShader's Subzero) do not (a ResNet-18 convolution in WGSL: 1.35x). Only what
-        cannot trap moves: no loads, no division by a variable. Returns the hoisted nodes' ids."""
+        a product of variables, and the conditions (padding tests), that use no variable of this loop or of a
+        loop inside it: the output coordinates a work-item recomputes in every step of its reduction. GPU
+        compilers hoist it themselves; browsers' shader JITs (SwiftShader's Subzero) do not (a ResNet-18
+        convolution in WGSL: 1.35x). Only what cannot trap moves: no loads, no division by a variable.
+        Returns the hoisted nodes' ids."""
         inner: set = set()
         walk(loop, lambda x: inner.add(id(x.var)) if isinstance(x, For) else None)
         info: dict = {}  # id -> (varies or unsafe, worth hoisting)
@@ -270,7 +271,7 @@ class CStyleRenderer:
                 bad = (isinstance(e, (Load, Ramp, Broadcast)) or (isinstance(e, Var) and id(e) in inner)
                        or (isinstance(e, Binary) and e.op in ("/", "//", "%")
                            and not (isinstance(e.b, Const) and e.b.value != 0)))
-                worth = isinstance(e, Binary) and (e.op in ("/", "//", "%") or (
+                worth = isinstance(e, Binary) and (e.op in ("/", "//", "%", "and", "or", *COMPARE) or (
                     e.op == "*" and not isinstance(e.a, Const) and not isinstance(e.b, Const)))
                 info[id(e)] = (bad or any(k[0] for k in kids), worth or any(k[1] for k in kids))
             return info[id(e)]
@@ -283,7 +284,7 @@ class CStyleRenderer:
                 return
             picked.add(id(e))
             varies, worth = visit(e)
-            if not varies and worth and e.dtype in ("int32", "int64"):
+            if not varies and worth and e.dtype in ("int32", "int64", "bool"):
                 found.setdefault(skey(e), []).append(e)
                 return
             for k in e.children():

@@ -63,7 +63,7 @@ def split_index(i: Expr) -> tuple[Expr, int, int] | None:
     the component known at compile time (base a multiple of 4); else None.
 
     A guarded index select(c, i, 0) (tir's guard_select_loads: the value is used only where c holds)
-    keeps its guard on the texel only: wherever c fails, texel 0 is as good an address as element 0."""
+    stays a select of the base; _texel reads it unguarded but never below texel 0."""
     if isinstance(i, Select) and isinstance(i.f, Const) and i.f.value == 0:
         inner = split_index(i.t)
         return None if inner is None else (Select(i.cond, inner[0], i.f), *inner[1:])
@@ -180,27 +180,36 @@ class GLSLRenderer(CStyleRenderer):
         self.stmt(s.body)
 
     def stmt_Seq(self, s: Seq) -> None:
-        """A texel that several statements of this sequence read (the four channels of an input pixel in an
-        unrolled convolution) is fetched once, into a local, before the first of them: shader JITs such as
-        SwiftShader's do not merge repeated texture fetches. Textures are read-only, so this is exact."""
+        """What several statements of this sequence compute alike is computed once, before the first of them:
+        a texel they read (the four channels of an input pixel in an unrolled convolution) is fetched into a
+        local, and a texel index they share up to a constant (a weight row) is computed into one. Shader
+        JITs such as SwiftShader's merge neither. Textures are read-only and counters do not change inside
+        a sequence, so this is exact."""
         first: dict = {}
         for k, st in enumerate(s.stmts):
-            for key, texel in self._texels(st):
-                first.setdefault(key, [k, texel, 0])[2] += 1
-        shared = {key: (k, texel) for key, (k, texel, uses) in first.items() if uses > 1}
+            for buffer, base, offset in self._texels(st):
+                unguarded = base.t if isinstance(base, Select) else base
+                for key, what in (((id(buffer), skey(base), offset), (buffer, base, offset)),
+                                  (("base", skey(unguarded)), unguarded)):
+                    first.setdefault(key, [k, what, 0])[2] += 1
+        shared = {key: (k, what) for key, (k, what, uses) in first.items() if uses > 1}
         for k, st in enumerate(s.stmts):
-            for key, (at, (buffer, t)) in shared.items():
-                if at == k:
-                    self.temps, name = {}, self.fresh("texel")  # no earlier statement's temporaries
-                    self.emit(f"vec4 {name} = {self._texel(buffer, *t, True)};")
-                    self.shared[key] = name
+            for key, (at, what) in sorted(shared.items(), key=lambda kv: kv[0][0] != "base"):
+                if at != k or (key[0] == "base" and isinstance(what, Const)):
+                    continue
+                self.temps = {}  # no earlier statement's temporaries
+                if key[0] == "base":
+                    name, value = self.fresh("tx"), f"int {{}} = ({self.expr(what, 0)}) >> 2;"
+                else:
+                    name, value = self.fresh("texel"), f"vec4 {{}} = {self._texel(what[0], *what[1:], True)};"
+                self.emit(value.format(name))
+                self.shared[key] = name
             self.stmt(st)
         for key in shared:
             self.shared.pop(key, None)
 
     def _texels(self, st) -> list:
-        """((buffer, texel key), (buffer, texel)) of each whole-texel or known-component texture read of a
-        Store's value."""
+        """(buffer, base, offset) of each whole-texel or known-component texture read of a Store's value."""
         if not isinstance(st, Store):
             return []
         found = []
@@ -209,7 +218,7 @@ class GLSLRenderer(CStyleRenderer):
             if isinstance(e, Load) and e.buffer in self.func.params and e.buffer not in self.outputs:
                 t = self._texel_of(self.one_index(e.buffer, e.indices), lanes_of(e.dtype))
                 if t is not None:
-                    found.append(((id(e.buffer), skey(t[0]), t[1]), (e.buffer, t[:2])))
+                    found.append((e.buffer, *t[:2]))
 
         post_order(st.value, visit)
         return found
@@ -298,8 +307,15 @@ class GLSLRenderer(CStyleRenderer):
         """Texel base / 4 + offset of a texture (fetched, or the local it was fetched into) or packed local."""
         if texture and (id(buffer), skey(base), offset) in self.shared:
             return self.shared[(id(buffer), skey(base), offset)]
-        t = f"({self.expr(base, 0)}) >> 2" if not isinstance(base, Const) else str(base.value // TEXEL)
+        guarded = isinstance(base, Select)
+        base = base.t if guarded else base
+        t = (str(base.value // TEXEL) if isinstance(base, Const) else self.shared.get(("base", skey(base)))
+             or f"({self.expr(base, 0)}) >> 2")
         t = f"({t}) {'+' if offset > 0 else '-'} {abs(offset)}" if offset else t
+        # a guarded read (padding) is used only where its guard holds: elsewhere any texel will do, but not a
+        # negative one. Not `guard ? t : 0`: SwiftShader (Chromium 156) computed wrong results with a guard
+        # in the texel index of a convolution.
+        t = f"max({t}, 0)" if guarded else t
         name = array or self.lookup(buffer, "buffer")
         return f"lathe_texel_{name}({t})" if texture else f"{name}[{t}]"
 

@@ -129,7 +129,7 @@ def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
         from lathe.ops.cpu import vector_lanes
 
         if target.family == "gl":  # four channels per RGBA texel: one fragment computes a vec4 of them
-            g = block_layout(g, 4, winograd=False)
+            g = block_layout(g, 4, winograd=False, pad_input=True)
         else:
             g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")
     blocked = blocked and target.family == "cpu"

@@ -50,12 +50,14 @@ class _Rewriter:
         return v
 
     def need_blocked(self, v: str, b: int) -> str:
+        """v blocked by b; channels round up to whole blocks of zeros (a 3-channel image as one block of 4)."""
         name = self.blocked_name(v, b)
         if self.block.get(v) != b and name not in self.g.values:
             src = self.g.values[self.need_plain(v)]
             n, c, *sp = src.shape
-            self.add_value(name, (n, c // b, *sp, b), src.dtype)
-            self.nodes.append(Node("lathe.ToBlocked", f"{v}/to_c{b}", [v], [name], {"block": b}))
+            self.add_value(name, (n, -(-c // b), *sp, b), src.dtype)
+            self.nodes.append(Node("lathe.ToBlocked", f"{v}/to_c{b}", [v], [name],
+                                   {"block": b, **({"pad": 1} if c % b else {})}))
         return name
 
     def blocked_output(self, n: Node, b: int) -> str:
@@ -66,6 +68,8 @@ class _Rewriter:
 
 
 def _pack_dense(w: np.ndarray, ib: int, ob: int) -> np.ndarray:
+    if w.shape[1] % ib:  # input channels padded to whole blocks (need_blocked): zero weights for them
+        w = np.concatenate([w, np.zeros((w.shape[0], -w.shape[1] % ib, *w.shape[2:]), w.dtype)], axis=1)
     m, c, kh, kw = w.shape  # (M/ob, ob, C/ib, ib, KH, KW) -> (M/ob, C/ib, KH, KW, ib, ob)
     return np.ascontiguousarray(w.reshape(m // ob, ob, c // ib, ib, kh, kw).transpose(0, 2, 4, 5, 3, 1))
 
@@ -118,9 +122,10 @@ def _conv_kind(g: Graph, n: Node) -> str | None:
     return None
 
 
-def block_layout(g: Graph, lanes: int, winograd: bool = True) -> Graph:
+def block_layout(g: Graph, lanes: int, winograd: bool = True, pad_input: bool = False) -> Graph:
     """Rewrite g so that 2-D float convolutions and what runs between them use blocked layouts; 3x3 ones
-    by Winograd where it pays (`winograd=False`, target option `-winograd=0`: never)."""
+    by Winograd where it pays (`winograd=False`, target option `-winograd=0`: never). `pad_input`: a
+    convolution over fewer channels than a block (an RGB image) reads them as one zero-padded block."""
     r = _Rewriter(g)
     for n in g.nodes:
         kind = _conv_kind(g, n)
@@ -132,8 +137,8 @@ def block_layout(g: Graph, lanes: int, winograd: bool = True) -> Graph:
             if ob is not None and m % ob == 0:
                 tile = None
                 if kind == "dense":
-                    ib = r.block.get(n.inputs[0]) or _input_block(c, lanes)
-                    ib = ib if c % ib == 0 else _input_block(c, lanes)
+                    ib = r.block.get(n.inputs[0]) or (lanes if pad_input and c < lanes else _input_block(c, lanes))
+                    ib = ib if c % ib == 0 or (pad_input and c < ib) else _input_block(c, lanes)
                     tile = winograd and winograd_tile(n, w, g.values[n.outputs[0]].shape[2:])
                     packed = _pack_winograd(w, tile, ib, ob) if tile else _pack_dense(w, ib, ob)
                 else:

@@ -18,14 +18,20 @@ from lathe.ops.registry import register
 
 
 @register("lathe.ToBlocked", "injective")
-def to_blocked(inputs: list[te.Tensor], block: int) -> te.Tensor:
-    """(N, C, H, W) -> (N, C/block, H, W, block)."""
+def to_blocked(inputs: list[te.Tensor], block: int, pad: int = 0) -> te.Tensor:
+    """(N, C, H, W) -> (N, C/block, H, W, block); with `pad`, C rounds up to whole blocks of zero channels."""
     x = inputs[0]
     n, c, h, w = x.shape
-    if c % block:
+    if c % block and not pad:
         raise ShapeError(f"lathe.ToBlocked: {c} channels do not split into blocks of {block}")
-    return te.compute((n, c // block, h, w, block), lambda i, co, y, xx, v: x[i, co * block + v, y, xx],
-                      name="to_blocked")
+
+    def f(i, co, y, xx, v):
+        if not c % block:
+            return x[i, co * block + v, y, xx]
+        ch = co * block + v
+        return te.if_then_else(ch < c, x[i, ch, y, xx], te.const(0, x.dtype))
+
+    return te.compute((n, -(-c // block), h, w, block), f, name="to_blocked")
 
 
 @register("lathe.FromBlocked", "injective")
