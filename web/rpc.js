@@ -51,7 +51,7 @@ export function connect() {
       const x = model(m);
       return {binary: (x instanceof GPUModel ? (await x.read([m.name]))[0] : x.read(m.name)).buffer};
     },
-    time: async (m) => await model(m).time(m.repeat, m.warmup),
+    time: async (m) => await model(m).time(m.repeat, m.warmup, m.number ?? 1),  // webgl ignores number
     profile: async (m) => {
       const x = model(m);
       if (!(x instanceof GPUModel)) throw new Error('per-kernel profiles are for webgpu models');

@@ -70,13 +70,14 @@ export class WasmModel {
     for (const [fn, args] of this.steps) fn(...args);
   }
 
-  // {median_ms, mean_ms, times_ms} of `repeat` runs after `warmup`, timed with performance.now()
-  time(repeat = 50, warmup = 5) {
+  // {median_ms, mean_ms, times_ms} per run: `repeat` samples after `warmup`, each the mean of `number` runs
+  // (performance.now() is coarse in browsers), timed with performance.now()
+  time(repeat = 50, warmup = 5, number = 1) {
     const times = [];
     for (let i = 0; i < warmup + repeat; i++) {
       const t0 = performance.now();
-      this.run();
-      if (i >= warmup) times.push(performance.now() - t0);
+      for (let k = 0; k < number; k++) this.run();
+      if (i >= warmup) times.push((performance.now() - t0) / number);
     }
     return timing(times);
   }
