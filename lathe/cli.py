@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="efficientnet_lite0")
     cmd("check", cmd_check, "compare every output with ONNX Runtime on random inputs").add_argument(
         "--rtol", type=float, default=1e-4, help="largest allowed error relative to max |ORT output|")
-    cmd("export-web", cmd_export_web, "write a static page that classifies images with MODEL (WebGPU, else WebGL2)",
+    cmd("export-web", cmd_export_web,
+        "write a static page that classifies images with MODEL (WebGPU, else WebGL2, else wasm)",
         target=False).add_argument("-o", "--output", required=True, help="directory for the page")
     cmd("info", cmd_info, "operators, parameters and FLOPs of a model", target=False)
     p = cmd("bench", cmd_bench, "time lathe against peers in one process (median, p10, p90, ratios)")
