@@ -71,3 +71,19 @@ def test_faulty_candidates_in_browser_are_records(browser_session) -> None:
     assert hang["status"] == "timeout"
     again, _ = measure(task, task.default, ref, 10, runner)  # the runner goes on in the restarted browser
     assert again["status"] == "ok" and 0.2 < again["vs_default"] < 5
+
+
+def test_tune_command_measures_browser_targets_in_a_tab(browser_session, tmp_path, monkeypatch, capsys) -> None:
+    import onnx
+
+    import lathe.rpc
+    from lathe.cli import main
+
+    path, log = str(tmp_path / "m.onnx"), str(tmp_path / "log.jsonl")
+    onnx.save(conv_model(), path)
+    monkeypatch.setattr(lathe.rpc, "browser", lambda launch=True: browser_session)  # this test run's Chromium
+    monkeypatch.setattr(browser_session, "close", lambda: None)
+    assert main(["tune", path, "-t", "webgl", "--trials", "2", "--tuner", "grid", "--log", log]) == 0
+    assert "measuring in headless Chromium through lathe.rpc" in capsys.readouterr().out
+    recs = load_records(log)
+    assert len(recs) >= 2 and all(r["status"] == "ok" for r in recs), [r["error"] for r in recs]

@@ -57,7 +57,7 @@ export function connect() {
       if (!(x instanceof GPUModel)) throw new Error('per-kernel profiles are for webgpu models');
       return {ms: await x.profile(m.repeat)};
     },
-    free: (m) => { models.delete(m.model); return {}; },
+    free: (m) => { models.get(m.model)?.destroy?.(); models.delete(m.model); return {}; },
   };
   const model = (m) => { const x = models.get(m.model); if (!x) throw new Error(`no model ${m.model}`); return x; };
 

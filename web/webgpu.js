@@ -181,6 +181,11 @@ export class Model {
 
   outputs() { return this.read(this.plan.outputs.map(o => o.name)); }
 
+  destroy() {  // the GPU buffers freed now, not whenever the garbage collector gets to them
+    for (const b of new Set(Object.values(this.buffers))) b.destroy();
+    for (const s of this.staging.values()) s.buffer.destroy();
+  }
+
   // milliseconds per run; each sample is one submission (`number` runs' dispatches and the outputs' copies)
   // and ends when the outputs are mapped on the CPU
   async time(repeat = 50, warmup = 5, number = 1) {

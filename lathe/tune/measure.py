@@ -177,7 +177,6 @@ class BrowserRunner:
 
     def _guarded(self, func, target: str, n_out: int, halos: list[int], timeout: float, fault: str | None = None,
                  repeat: int = REPEAT, baseline=None) -> tuple[str, list | None, object, str]:
-        from lathe.errors import LatheError
         from lathe.rpc import RPCError, default_session
 
         self.session = self.session or default_session()
@@ -188,7 +187,7 @@ class BrowserRunner:
             if "failed in the browser" not in str(err):  # the tab did not answer: it is gone or stuck
                 self._restart()
             return "timeout" if "no answer" in str(err) else "error", None, None, str(err)[:2000]
-        except LatheError as err:  # a kernel that does not build here (clang, the GLSL/WGSL renderers)
+        except Exception as err:  # noqa: BLE001 - a kernel that does not build here is this candidate's result
             return "error", None, None, f"{type(err).__name__}: {err}"[:2000]
         finally:
             self.session.timeout = saved
@@ -219,19 +218,26 @@ class BrowserRunner:
         number = self._number(mod)
         if baseline is None:
             times = [self._sample(mod, number) for _ in range(repeat)]
-            self.session.request("free", model=mod._loaded()[1])
-            return "ok", outs, times, ""
-        if self._base is None or self._base[0] is not baseline:
-            base = one_kernel_module(baseline, target, n_out, halos).attach(self.session)
-            _run_in_tab(base, args, n_out, halos)
-            self._base = (baseline, base, self._number(base))
-        _, base, base_number = self._base
-        times, base_times = [], []
-        for _ in range(repeat):
-            times.append(self._sample(mod, number))
-            base_times.append(self._sample(base, base_number))
-        self.session.request("free", model=mod._loaded()[1])
-        return "ok", outs, (times, base_times), ""
+        else:
+            if self._base is None or self._base[0] is not baseline:  # a new batch: its default, loaded once
+                if self._base is not None:
+                    self._free(self._base[1])
+                base = one_kernel_module(baseline, target, n_out, halos).attach(self.session)
+                _run_in_tab(base, args, n_out, halos)
+                self._base = (baseline, base, self._number(base))
+            _, base, base_number = self._base
+            times, base_times = [], []
+            for _ in range(repeat):
+                times.append(self._sample(mod, number))
+                base_times.append(self._sample(base, base_number))
+            times = (times, base_times)
+        self._free(mod)
+        return "ok", outs, times, ""
+
+    def _free(self, mod) -> None:
+        """Let the tab drop a module it holds (a module of an earlier tab is gone already)."""
+        if mod._handle is not None and mod._handle[0] is self.session._gen:
+            self.session.request("free", model=mod._handle[1])
 
     def _sample(self, mod, number: int, repeat: int = 1) -> float:
         """Seconds per run: the median of `repeat` samples of `number` runs each, timed in the tab."""
