@@ -208,13 +208,27 @@ def cmd_tune(args) -> int:
 
     tasks = tasks_from_model(resolve_model(args.model), args.target)
     print(f"{len(tasks)} tunable kernels; {args.trials} trials ({args.tuner}) logged to {args.log}")
-    runner = None
-    if args.ray:
-        from lathe.target import Target
+    from lathe.target import Target
+
+    runner, session = None, None
+    if Target.parse(args.target).kind in ("webgpu", "wasm", "webgl"):  # measured where they run: in a browser
+        import lathe.rpc
+        from lathe.tune.measure import BrowserRunner
+
+        if args.ray:
+            raise LatheError(f"target {args.target}: candidates are measured in a browser tab, not on Ray")
+        session = lathe.rpc.browser(launch=args.browser == "headless")
+        print(f"measuring in {'headless Chromium' if session._browser else 'your browser'} through lathe.rpc")
+        runner = BrowserRunner(session)
+    elif args.ray:
         from lathe.tune.measure import RayRunner
 
         runner = RayRunner(None if args.ray == "local" else args.ray, Target.parse(args.target).threads)
-    summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout, runner=runner)
+    try:
+        summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout, runner=runner)
+    finally:
+        if session is not None:
+            session.close()
     print(f"  {'kernel':44s} {'trials':>6s} {'default ms':>10s} {'best ms':>8s} {'speed-up':>8s}")
     for r in summary:
         if r["default_s"] and r["best_s"]:
@@ -271,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="efficientnet_lite0")
     cmd("check", cmd_check, "compare every output with ONNX Runtime on random inputs").add_argument(
         "--rtol", type=float, default=1e-4, help="largest allowed error relative to max |ORT output|")
-    cmd("export-web", cmd_export_web, "write a static page that classifies images with MODEL (WebGPU, else WebGL2)",
+    cmd("export-web", cmd_export_web,
+        "write a static page that classifies images with MODEL (WebGPU, else WebGL2, else wasm)",
         target=False).add_argument("-o", "--output", required=True, help="directory for the page")
     cmd("info", cmd_info, "operators, parameters and FLOPs of a model", target=False)
     p = cmd("bench", cmd_bench, "time lathe against peers in one process (median, p10, p90, ratios)")
@@ -291,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to build and run one candidate")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="measure on a Ray cluster: ADDRESS ('auto' after `ray start`), or a local one if omitted")
+    p.add_argument("--browser", choices=("headless", "url"), default="headless",
+                   help="webgpu, wasm and webgl candidates run in a browser tab: headless Chromium (default), or "
+                        "'url' to print the page to open in your own browser")
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

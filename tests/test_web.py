@@ -83,25 +83,44 @@ def test_benchmark_times_in_browser(session) -> None:
     assert len(times) == 7 and all(0 < t < 10 for t in times)
 
 
-def test_static_page_classifies_the_cat(session, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The exported EfficientNet-Lite0 page, served on a free loopback port: its base URL."""
     from lathe.web_export import export_web
 
-    out = export_web("efficientnet_lite0", str(tmp_path / "site"))
-    assert sorted(os.listdir(out)) == ["app.js", "cat.png", "index.html", "labels.json", "lathe.js", "model",
-                                       "webgpu.js"]
+    out = export_web("efficientnet_lite0", str(tmp_path_factory.mktemp("site")))
     handler = functools.partial(Quiet, directory=out)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield out, f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    server.shutdown()
+
+
+NO_WEBGPU = "Object.defineProperty(Navigator.prototype, 'gpu', {get: () => undefined})"
+
+
+def classify_on_page(session, url: str, init_script: str = ""):
+    """Open the exported page (after `init_script`), wait for it to classify the cat; returns the open page."""
     page = session.page.context.new_page()
+    if init_script:
+        page.add_init_script(init_script)
+    page.goto(url)
+    page.wait_for_selector("body[data-done]", timeout=120_000)
+    assert page.get_attribute("body", "data-done") == "1", page.inner_text("#error")
+    labels = page.locator("td.label").all_inner_texts()
+    assert labels[0] == "tiger cat", f"top-5 on the page: {labels}"
+    assert "classified in" in page.inner_text("#status")
+    return page
+
+
+def test_static_page_classifies_the_cat(session, site, tmp_path) -> None:
+    out, url = site
+    expected = ["app.js", "cat.png", "index.html", "labels.json", "lathe.js", "model", "wasm.js", "webgpu.js"]
+    assert sorted(os.listdir(out)) == expected
+    # a browser without WebGPU (test_webgpu_browser.py runs the page with it): the page falls back to WebGL2
+    page = classify_on_page(session, url, NO_WEBGPU)
     try:
-        # a browser without WebGPU (test_webgpu_browser.py runs the page with it): the page falls back to WebGL2
-        page.add_init_script("Object.defineProperty(Navigator.prototype, 'gpu', {get: () => undefined})")
-        page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-        page.wait_for_selector("body[data-done]", timeout=120_000)
-        assert page.get_attribute("body", "data-done") == "1", page.inner_text("#error")
-        labels = page.locator("td.label").all_inner_texts()
-        assert labels[0] == "tiger cat", f"top-5 on the page: {labels}"
-        assert "classified in" in page.inner_text("#status") and page.get_attribute("body", "data-backend") == "webgl"
+        assert page.get_attribute("body", "data-backend") == "webgl"
         assert page.inner_text("#backend").startswith("WebGL2 (no WebGPU: lathe: this browser has no WebGPU")
         # the README's picture: refreshed on request only, so a test run leaves the checkout clean
         shot = str(tmp_path / "page.png")
@@ -111,7 +130,32 @@ def test_static_page_classifies_the_cat(session, tmp_path) -> None:
         assert os.path.getsize(shot) > 10_000
     finally:
         page.close()
-        server.shutdown()
+
+
+def test_static_page_falls_back_to_wasm(session, site) -> None:
+    from lathe.codegen.wasm import clang_path
+
+    if clang_path() is None:
+        pytest.skip("no clang/lld: the page was exported without its wasm artifact")
+    _, url = site
+    # no WebGPU, and WebGL2 without float render targets: the CPU path, saying why
+    no_float_targets = ("const get = WebGL2RenderingContext.prototype.getExtension;"
+                        "WebGL2RenderingContext.prototype.getExtension = function (name) {"
+                        "  return name === 'EXT_color_buffer_float' ? null : get.call(this, name); };")
+    page = classify_on_page(session, url, NO_WEBGPU + ";" + no_float_targets)
+    try:
+        assert page.get_attribute("body", "data-backend") == "wasm"
+        why = page.inner_text("#backend")
+        assert why.startswith("WebAssembly (CPU) (no WebGPU:")
+        assert "no WebGL2: lathe: WebGL2 here lacks EXT_color_buffer_float" in why
+    finally:
+        page.close()
+    page = classify_on_page(session, url + "?backend=wasm")  # forced, though WebGL2 and WebGPU work
+    try:
+        assert page.get_attribute("body", "data-backend") == "wasm"
+        assert page.inner_text("#backend") == "WebAssembly (CPU)"
+    finally:
+        page.close()
 
 
 def test_export_web_command_writes_a_verified_artifact(tmp_path) -> None:
@@ -122,6 +166,12 @@ def test_export_web_command_writes_a_verified_artifact(tmp_path) -> None:
 
     assert main(["export-web", "efficientnet_lite0", "-o", str(tmp_path)]) == 0
     assert (tmp_path / "model" / "webgpu" / "kernels.wgsl").read_text().count("@compute") > 10
+    from lathe.codegen.wasm import clang_path
+
+    if clang_path():  # the CPU fallback's artifact
+        wasm = tmp_path / "model" / "wasm"
+        assert (wasm / "kernels.wasm").read_bytes()[:4] == b"\0asm"
+        assert json.loads((wasm / "graph.json").read_text())["format"] == "lathe-wasm-1"
     model = tmp_path / "model" / "webgl"
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["format"] == "lathe-webgl-2"

@@ -75,7 +75,7 @@ def site(tmp_path_factory):
 def test_static_page_classifies_the_cat_with_webgpu(session, site) -> None:
     """The page picks WebGPU when the browser has it (test_web.py checks its WebGL2 fallback)."""
     out, url = site
-    assert sorted(os.listdir(os.path.join(out, "model"))) == ["webgl", "webgpu"]
+    assert {"webgl", "webgpu"} <= set(os.listdir(os.path.join(out, "model")))  # and wasm where clang builds it
     page = session.page.context.new_page()
     try:
         page.goto(url)

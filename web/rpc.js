@@ -51,13 +51,13 @@ export function connect() {
       const x = model(m);
       return {binary: (x instanceof GPUModel ? (await x.read([m.name]))[0] : x.read(m.name)).buffer};
     },
-    time: async (m) => await model(m).time(m.repeat, m.warmup),
+    time: async (m) => await model(m).time(m.repeat, m.warmup, m.number ?? 1),  // webgl ignores number
     profile: async (m) => {
       const x = model(m);
       if (!x.profile) throw new Error('per-kernel profiles are for webgpu and webgl models');
       return {ms: await x.profile(m.repeat)};
     },
-    free: (m) => { models.delete(m.model); return {}; },
+    free: (m) => { models.get(m.model)?.destroy?.(); models.delete(m.model); return {}; },
   };
   const model = (m) => { const x = models.get(m.model); if (!x) throw new Error(`no model ${m.model}`); return x; };
 

@@ -158,17 +158,17 @@ export class Model {
   }
 
   // the values' elements (Float32Array, or Int32Array for integer and bool types), after the work queued so far;
-  // with run, the model's run and the copies go in one submission. Reads wait for each other: a staging
+  // with runs, that many runs of the model and the copies go in one submission. Reads wait for each other: a staging
   // buffer cannot be mapped twice at once (a page may classify a new image before the last one is shown)
-  read(names, run = false) {
-    const result = (this.reading ?? Promise.resolve()).then(() => this.readNow(names, run));
+  read(names, runs = 0) {
+    const result = (this.reading ?? Promise.resolve()).then(() => this.readNow(names, runs));
     this.reading = result.catch(() => {});
     return result;
   }
 
-  async readNow(names, run) {
+  async readNow(names, runs) {
     const encoder = this.device.createCommandEncoder(), out = names.map(n => this.stagingFor(n));
-    if (run) this.encode(encoder);
+    for (let k = 0; k < runs; k++) this.encode(encoder);
     names.forEach((n, i) => encoder.copyBufferToBuffer(this.buffers[n], 0, out[i].buffer, 0, out[i].buffer.size));
     this.device.queue.submit([encoder.finish()]);
     await Promise.all(out.map(s => s.buffer.mapAsync(GPUMapMode.READ)));
@@ -181,14 +181,19 @@ export class Model {
 
   outputs() { return this.read(this.plan.outputs.map(o => o.name)); }
 
-  // milliseconds per run; each run is one submission (the dispatches and the outputs' copies) and ends
-  // when the outputs are mapped on the CPU
-  async time(repeat = 50, warmup = 5) {
+  destroy() {  // the GPU buffers freed now, not whenever the garbage collector gets to them
+    for (const b of new Set(Object.values(this.buffers))) b.destroy();
+    for (const s of this.staging.values()) s.buffer.destroy();
+  }
+
+  // milliseconds per run; each sample is one submission (`number` runs' dispatches and the outputs' copies)
+  // and ends when the outputs are mapped on the CPU
+  async time(repeat = 50, warmup = 5, number = 1) {
     const names = this.plan.outputs.map(o => o.name), times = [];
     for (let i = 0; i < warmup + repeat; i++) {
       const t0 = performance.now();
-      await this.read(names, true);
-      if (i >= warmup) times.push(performance.now() - t0);
+      await this.read(names, number);
+      if (i >= warmup) times.push((performance.now() - t0) / number);
     }
     return timing(times);
   }

@@ -227,7 +227,7 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
         finalists = [st.task.default] + [r["config"] for r in good if r["config"] != st.task.default][:validate]
         for _ in range(2 if len(finalists) > 1 else 0):
             for values in finalists:  # one at a time, on one machine: they are compared with each other
-                rec, _ = measure(st.task, values, st.ref, timeout)
+                rec, _ = measure(st.task, values, st.ref, timeout, runner if getattr(runner, "serial", False) else None)
                 record(st, rec, "validate", count=False)
     if bar is not None:
         bar.close()

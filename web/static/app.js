@@ -1,8 +1,9 @@
 // The exported page: preprocess an <img> like lathe.zoo.preprocess, run the model, show top-5 and the time.
-// WebGPU (model/webgpu, WGSL compute shaders) when the browser has it, else WebGL2 (model/webgl); ?backend=
-// webgl or webgpu picks one.
+// WebGPU (model/webgpu, WGSL compute shaders) when the browser has it, else WebGL2 (model/webgl), else the
+// CPU: WebAssembly (model/wasm); ?backend=webgpu, webgl or wasm picks one.
 import {createContext, loadModel as loadWebGL} from './lathe.js';
 import {createDevice, loadModel as loadWebGPU} from './webgpu.js';
+import {loadModel as loadWasm} from './wasm.js';
 
 const $ = (id) => document.getElementById(id);
 const SIZE = 224, RESIZE = 256;
@@ -19,24 +20,32 @@ function pixels(img) {  // shorter side to 256 (bilinear), centre crop 224, (x -
   return x;
 }
 
-// {model, name, why}: WebGPU unless asked for WebGL2 or unavailable (why says what was missing)
+const BACKENDS = {  // in the order tried: name shown, loader
+  webgpu: ['WebGPU', async () => loadWebGPU(await createDevice(), 'model/webgpu/')],
+  webgl: ['WebGL2', async () => loadWebGL(createContext(), 'model/webgl/')],
+  wasm: ['WebAssembly (CPU)', async () => loadWasm('model/wasm/')],
+};
+
+// {model, kind, name, why}: the first backend that loads, or the one ?backend= asks for; why says what was missing
 async function load() {
   const wanted = new URLSearchParams(location.search).get('backend');
-  let why = '';
-  if (wanted !== 'webgl') {
+  if (wanted && !BACKENDS[wanted]) throw new Error(`?backend=${wanted}: choose ${Object.keys(BACKENDS).join(', ')}`);
+  const missing = [];
+  for (const kind of wanted ? [wanted] : Object.keys(BACKENDS)) {
+    const [name, loader] = BACKENDS[kind];
     try {
-      return {model: await loadWebGPU(await createDevice(), 'model/webgpu/'), name: 'WebGPU', why};
+      return {model: await loader(), kind, name, why: missing.length ? ` (${missing.join('; ')})` : ''};
     } catch (err) {
-      if (wanted === 'webgpu') throw err;
-      why = ` (no WebGPU: ${err.message ?? err})`;
+      if (wanted) throw err;
+      missing.push(`no ${name}: ${err.message ?? err}`);
     }
   }
-  return {model: await loadWebGL(createContext(), 'model/webgl/'), name: 'WebGL2', why};
+  throw new Error(missing.join('; '));
 }
 
 async function main() {
-  const [{model, name, why}, labels] = await Promise.all([load(), fetch('labels.json').then(r => r.json())]);
-  document.body.dataset.backend = name === 'WebGPU' ? 'webgpu' : 'webgl';
+  const [{model, kind, name, why}, labels] = await Promise.all([load(), fetch('labels.json').then(r => r.json())]);
+  document.body.dataset.backend = kind;
   $('backend').textContent = name + why;
   const input = model.plan.inputs[0].name;
   async function classify() {
@@ -51,7 +60,7 @@ async function main() {
     const top = [...logits.keys()].sort((a, b) => logits[b] - logits[a]).slice(0, 5);
     $('top5').innerHTML = top.map(k => `<tr><td class="label">${labels[k]}</td><td>${(100 * exps[k] / sum).toFixed(1)}%</td></tr>`).join('');
     $('status').textContent = `classified in ${ms.toFixed(1)} ms (${name}; upload and read-back included, and on the ` +
-                              'first image the shaders\' compilation)';
+                              'first image the kernels\' compilation)';
     document.body.dataset.done = '1';
   }
   $('file').onchange = () => { const f = $('file').files[0]; if (f) { $('image').src = URL.createObjectURL(f); classify(); } };
