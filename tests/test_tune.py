@@ -105,6 +105,24 @@ def test_records_change_the_compiled_kernel():
     assert _rel_err(tuned.run({"x": _x()})[0], plain.run({"x": _x()})[0]) <= TOL
 
 
+@pytest.mark.parametrize("channels,knobs", [(16, {"taps_inner": True, "acc": "row"}),
+                                             (32, {"unroll_k": 4, "wino_channels_outer": True, "wino_rows": False})])
+def test_loop_order_knobs_apply_and_match_onnxruntime(channels, knobs):
+    """Direct (16 channels) and Winograd (32) kernels declare the loop-order knobs; a record choosing
+    non-default values changes the kernel, and the model still matches ONNX Runtime."""
+    ort = pytest.importorskip("onnxruntime", reason="the reference is ONNX Runtime")
+    model = conv_model(channels)
+    (task,) = tasks_from_model(model, "llvm -threads=2")
+    assert set(knobs) <= set(task.space) and all(v in task.space[k] for k, v in knobs.items())
+    assert all(task.default[k] != v for k, v in knobs.items() if k in ("taps_inner", "unroll_k", "wino_channels_outer"))
+    x = np.random.default_rng(0).standard_normal((1, channels, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    plain = lathe.compile(model, "llvm -threads=2")
+    tuned = lathe.compile(model, "llvm -threads=2", records={task.key: {**task.default, **knobs}})
+    assert tuned.source != plain.source
+    assert _rel_err(tuned.run({"x": x})[0], want) <= 5e-5  # Winograd's transforms round a little more than 1e-5
+
+
 def test_best_record_needs_a_real_gain():
     def rec(cfg: dict, t: float, tuner: str = "xgb") -> dict:
         return {"workload": "w", "config": cfg, "status": "ok", "vs_default": t, "tuner": tuner}
