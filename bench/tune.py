@@ -69,7 +69,7 @@ def main() -> None:
     proto = parse(resolve_model(args.model))
     tasks = tasks_from_model(proto, target)
     t0 = time.perf_counter()
-    summary = tune(tasks, log, args.trials, args.tuner, args.budget)  # before any kernel runs in this process
+    summary = tune(tasks, log, args.trials, args.tuner, args.budget, model=proto)  # kernels run here only at its end
     tuning_s = time.perf_counter() - t0
 
     untuned, tuned = lathe.compile(proto, target), lathe.compile(proto, target, records=log)
@@ -81,6 +81,7 @@ def main() -> None:
                "onnxruntime": peer_runner("onnxruntime", proto, feed, args.threads)}
     times = interleaved(systems, args.runs, blocks=BLOCKS)
     res = {k: stats(v) for k, v in times.items()}
+    load = os.getloadavg()[0]  # above ~1 on 2 cores, other work shares them and the comparison is noisy
     per_block = {k: [np.median(b) for b in np.array_split(v, BLOCKS)] for k, v in times.items()}
     paired = np.array(per_block["lathe tuned"]) / np.array(per_block["lathe untuned"])  # same moments of load
     res["lathe tuned"]["vs_untuned_by_block"] = {"median": float(np.median(paired)), "min": float(paired.min()),
@@ -96,11 +97,12 @@ def main() -> None:
               f"vs ORT {r['ratio_to_onnxruntime']:.2f}")
     print(f"tuned / untuned, per interleaved block: median {np.median(paired):.3f} "
           f"(min {paired.min():.3f}, max {paired.max():.3f}, {BLOCKS} blocks)")
+    print(f"1-minute load average after timing: {load:.2f}")
     print(f"tuned {len(records)} candidates in {tuning_s:.0f} s; tuned output vs untuned: relative error {err:.1e}")
     path = save(f"tune-{args.model}", {"model": args.model, "target": target, "tuner": args.tuner,
                                        "budget_s": args.budget, "tuning_s": tuning_s, "trials": len(records),
                                        "results": res, "curve": points, "tasks": summary, "log": log,
-                                       "tvm_metaschedule": TVM_METASCHEDULE, "tuned_rel_err": err})
+                                       "tvm_metaschedule": TVM_METASCHEDULE, "tuned_rel_err": err, "load_avg": load})
     print(f"saved {path}")
     plot(points, res, args, path.replace(".json", ".png"))
 

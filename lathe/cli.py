@@ -206,7 +206,8 @@ def cmd_tune(args) -> int:
     from lathe.tune.task import tasks_from_model
     from lathe.tune.tuner import tune
 
-    tasks = tasks_from_model(resolve_model(args.model), args.target)
+    model = resolve_model(args.model)
+    tasks = tasks_from_model(model, args.target)
     print(f"{len(tasks)} tunable kernels; {args.trials} trials ({args.tuner}) logged to {args.log}")
     runner = None
     if args.ray:
@@ -214,7 +215,7 @@ def cmd_tune(args) -> int:
         from lathe.tune.measure import RayRunner
 
         runner = RayRunner(None if args.ray == "local" else args.ray, Target.parse(args.target).threads)
-    summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout, runner=runner)
+    summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout, runner=runner, model=model)
     print(f"  {'kernel':44s} {'trials':>6s} {'default ms':>10s} {'best ms':>8s} {'speed-up':>8s}")
     for r in summary:
         if r["default_s"] and r["best_s"]:

@@ -134,6 +134,26 @@ def test_best_record_needs_a_real_gain():
     recs = [rec(d, 1.0, "default"), rec(b, 0.5)] + [rec(a, t) for t in (0.8, 0.9, 0.95)] + \
         [rec(d, 1.0, "validate"), rec(d, 1.1, "validate")]
     assert best_configs(recs)["w"] == a and best_configs([{**recs[0], "status": "error"}]) == {}
+    # timed inside the whole model, the config is slower: that decides, the default stays
+    assert best_configs(recs + [rec(a, 1.05, "model")])["w"] == d
+    assert best_configs(recs + [rec(a, 0.9, "model")])["w"] == a
+
+
+def test_validate_in_model_logs_each_changed_kernel(tmp_path):
+    from lathe.tune.tuner import validate_in_model
+
+    model, log = conv_model(), str(tmp_path / "log.jsonl")
+    (task,) = tasks_from_model(model, "llvm -threads=2")
+    assert validate_in_model(model, [task], log) == {}  # nothing tuned: nothing to time
+    other = {**task.default, "wt": next(w for w in task.space["wt"] if w != task.default["wt"])}
+    with open(log, "w") as f:
+        for cfg, t, tuner in ((task.default, 1.0, "default"), (other, 0.5, "xgb")):
+            f.write(json.dumps({"workload": task.key, "config": cfg, "status": "ok", "vs_default": t,
+                                "min_s": 1e-4, "gflops": 1.0, "tuner": tuner}) + "\n")
+    ratios = validate_in_model(model, [task], log, rounds=3)
+    (logged,) = [r for r in load_records(log) if r["tuner"] == "model"]
+    assert ratios == {task.key: logged["vs_default"]} and logged["config"] == other and logged["vs_default"] > 0
+    assert best_configs(log)[task.key] == (other if logged["vs_default"] <= 0.98 else task.default)
 
 
 def test_grid_tuner_walks_the_space_in_order():
@@ -197,7 +217,7 @@ def test_cli_tune(tmp_path, capsys):
     assert main(["tune", path, "-t", "llvm -threads=2", "--trials", "3", "--log", log, "--tuner", "random"]) == 0
     out = capsys.readouterr().out
     assert "1 tunable kernels" in out and "records=" in out and "speed-up" in out
-    assert len([r for r in load_records(log) if r["tuner"] != "validate"]) == 3
+    assert len([r for r in load_records(log) if r["tuner"] not in ("validate", "model")]) == 3
 
 
 def test_ray_runner_measures_on_a_local_cluster(tmp_path):
