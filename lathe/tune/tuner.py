@@ -267,6 +267,6 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
                 record(st, rec, "validate", count=False)
     if bar is not None:
         bar.close()
-    if model is not None and tasks and tasks[0].target.family == "cpu" and not over_budget(validating=True):
+    if model is not None and tasks and tasks[0].target.family == "cpu":  # ~20 s for ResNet-18, even past the budget
         validate_in_model(model, tasks, log)
     return [st.summary(log) for st in states]
