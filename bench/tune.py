@@ -2,6 +2,7 @@
 in one process (interleaved); write the time-to-quality curve as JSON and PNG under bench/results/.
 
     python -m bench.tune --model resnet18 --budget 600        # the 10-minute run (an idle machine, please)
+    python -m bench.tune --log LOG --budget 0                  # time an existing log's records again
 
 The curve's points before the end are estimates: the untuned model's measured latency minus, per
 kernel, (default - best so far) x its count in the model, from the kernels' times in the log. The
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import RESULTS, interleaved, save, stats  # noqa: E402
 
+BLOCKS = 10  # interleaved blocks of runs per system; tuned / untuned is compared block by block
 TVM_METASCHEDULE = {"trials": 577, "tuning_s": 747.0, "resnet18_ms": 21.8}
 
 
@@ -67,7 +69,7 @@ def main() -> None:
     proto = parse(resolve_model(args.model))
     tasks = tasks_from_model(proto, target)
     t0 = time.perf_counter()
-    summary = tune(tasks, log, args.trials, args.tuner, args.budget)  # before any kernel runs in this process
+    summary = tune(tasks, log, args.trials, args.tuner, args.budget, model=proto)  # kernels run here only at its end
     tuning_s = time.perf_counter() - t0
 
     untuned, tuned = lathe.compile(proto, target), lathe.compile(proto, target, records=log)
@@ -77,7 +79,13 @@ def main() -> None:
     err = float(np.abs(tuned.run(feed)[0] - want).max() / np.abs(want).max())
     systems = {"lathe untuned": untuned.bind(feed), "lathe tuned": tuned.bind(feed),
                "onnxruntime": peer_runner("onnxruntime", proto, feed, args.threads)}
-    res = {k: stats(v) for k, v in interleaved(systems, args.runs).items()}
+    times = interleaved(systems, args.runs, blocks=BLOCKS)
+    res = {k: stats(v) for k, v in times.items()}
+    load = os.getloadavg()[0]  # above ~1 on 2 cores, other work shares them and the comparison is noisy
+    per_block = {k: [np.median(b) for b in np.array_split(v, BLOCKS)] for k, v in times.items()}
+    paired = np.array(per_block["lathe tuned"]) / np.array(per_block["lathe untuned"])  # same moments of load
+    res["lathe tuned"]["vs_untuned_by_block"] = {"median": float(np.median(paired)), "min": float(paired.min()),
+                                                 "max": float(paired.max())}
     ort = res["onnxruntime"]["median_ms"]
     for r in res.values():
         r["ratio_to_onnxruntime"] = r["median_ms"] / ort
@@ -87,11 +95,14 @@ def main() -> None:
     for name, r in res.items():
         print(f"{name:16s} {r['median_ms']:8.2f} ms (p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f})  "
               f"vs ORT {r['ratio_to_onnxruntime']:.2f}")
+    print(f"tuned / untuned, per interleaved block: median {np.median(paired):.3f} "
+          f"(min {paired.min():.3f}, max {paired.max():.3f}, {BLOCKS} blocks)")
+    print(f"1-minute load average after timing: {load:.2f}")
     print(f"tuned {len(records)} candidates in {tuning_s:.0f} s; tuned output vs untuned: relative error {err:.1e}")
     path = save(f"tune-{args.model}", {"model": args.model, "target": target, "tuner": args.tuner,
                                        "budget_s": args.budget, "tuning_s": tuning_s, "trials": len(records),
                                        "results": res, "curve": points, "tasks": summary, "log": log,
-                                       "tvm_metaschedule": TVM_METASCHEDULE, "tuned_rel_err": err})
+                                       "tvm_metaschedule": TVM_METASCHEDULE, "tuned_rel_err": err, "load_avg": load})
     print(f"saved {path}")
     plot(points, res, args, path.replace(".json", ".png"))
 

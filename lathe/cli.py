@@ -206,7 +206,8 @@ def cmd_tune(args) -> int:
     from lathe.tune.task import tasks_from_model
     from lathe.tune.tuner import tune
 
-    tasks = tasks_from_model(resolve_model(args.model), args.target)
+    model = resolve_model(args.model)
+    tasks = tasks_from_model(model, args.target)
     print(f"{len(tasks)} tunable kernels; {args.trials} trials ({args.tuner}) logged to {args.log}")
     from lathe.target import Target
 
@@ -225,7 +226,8 @@ def cmd_tune(args) -> int:
 
         runner = RayRunner(None if args.ray == "local" else args.ray, Target.parse(args.target).threads)
     try:
-        summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout, runner=runner)
+        summary = tune(tasks, args.log, args.trials, args.tuner, args.budget, args.timeout, runner=runner,
+                       model=model)
     finally:
         if session is not None:
             session.close()

@@ -105,6 +105,24 @@ def test_records_change_the_compiled_kernel():
     assert _rel_err(tuned.run({"x": _x()})[0], plain.run({"x": _x()})[0]) <= TOL
 
 
+@pytest.mark.parametrize("channels,knobs", [(16, {"taps_inner": True, "acc": "row"}),
+                                             (32, {"unroll_k": 4, "wino_channels_outer": True, "wino_rows": False})])
+def test_loop_order_knobs_apply_and_match_onnxruntime(channels, knobs):
+    """Direct (16 channels) and Winograd (32) kernels declare the loop-order knobs; a record choosing
+    non-default values changes the kernel, and the model still matches ONNX Runtime."""
+    ort = pytest.importorskip("onnxruntime", reason="the reference is ONNX Runtime")
+    model = conv_model(channels)
+    (task,) = tasks_from_model(model, "llvm -threads=2")
+    assert set(knobs) <= set(task.space) and all(v in task.space[k] for k, v in knobs.items())
+    assert all(task.default[k] != v for k, v in knobs.items() if k in ("taps_inner", "unroll_k", "wino_channels_outer"))
+    x = np.random.default_rng(0).standard_normal((1, channels, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    plain = lathe.compile(model, "llvm -threads=2")
+    tuned = lathe.compile(model, "llvm -threads=2", records={task.key: {**task.default, **knobs}})
+    assert tuned.source != plain.source
+    assert _rel_err(tuned.run({"x": x})[0], want) <= 5e-5  # Winograd's transforms round a little more than 1e-5
+
+
 def test_best_record_needs_a_real_gain():
     def rec(cfg: dict, t: float, tuner: str = "xgb") -> dict:
         return {"workload": "w", "config": cfg, "status": "ok", "vs_default": t, "tuner": tuner}
@@ -116,6 +134,26 @@ def test_best_record_needs_a_real_gain():
     recs = [rec(d, 1.0, "default"), rec(b, 0.5)] + [rec(a, t) for t in (0.8, 0.9, 0.95)] + \
         [rec(d, 1.0, "validate"), rec(d, 1.1, "validate")]
     assert best_configs(recs)["w"] == a and best_configs([{**recs[0], "status": "error"}]) == {}
+    # timed inside the whole model, the config is slower: that decides, the default stays
+    assert best_configs(recs + [rec(a, 1.05, "model")])["w"] == d
+    assert best_configs(recs + [rec(a, 0.9, "model")])["w"] == a
+
+
+def test_validate_in_model_logs_each_changed_kernel(tmp_path):
+    from lathe.tune.tuner import validate_in_model
+
+    model, log = conv_model(), str(tmp_path / "log.jsonl")
+    (task,) = tasks_from_model(model, "llvm -threads=2")
+    assert validate_in_model(model, [task], log) == {}  # nothing tuned: nothing to time
+    other = {**task.default, "wt": next(w for w in task.space["wt"] if w != task.default["wt"])}
+    with open(log, "w") as f:
+        for cfg, t, tuner in ((task.default, 1.0, "default"), (other, 0.5, "xgb")):
+            f.write(json.dumps({"workload": task.key, "config": cfg, "status": "ok", "vs_default": t,
+                                "min_s": 1e-4, "gflops": 1.0, "tuner": tuner}) + "\n")
+    ratios = validate_in_model(model, [task], log, rounds=3)
+    (logged,) = [r for r in load_records(log) if r["tuner"] == "model"]
+    assert ratios == {task.key: logged["vs_default"]} and logged["config"] == other and logged["vs_default"] > 0
+    assert best_configs(log)[task.key] == (other if logged["vs_default"] <= 0.98 else task.default)
 
 
 def test_grid_tuner_walks_the_space_in_order():
@@ -179,7 +217,7 @@ def test_cli_tune(tmp_path, capsys):
     assert main(["tune", path, "-t", "llvm -threads=2", "--trials", "3", "--log", log, "--tuner", "random"]) == 0
     out = capsys.readouterr().out
     assert "1 tunable kernels" in out and "records=" in out and "speed-up" in out
-    assert len([r for r in load_records(log) if r["tuner"] != "validate"]) == 3
+    assert len([r for r in load_records(log) if r["tuner"] not in ("validate", "model")]) == 3
 
 
 def test_ray_runner_measures_on_a_local_cluster(tmp_path):

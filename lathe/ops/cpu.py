@@ -292,6 +292,10 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
     if mode == "plane" and (plane_bytes > 32 * 1024 or red.shape[0] * red.shape[1] // cb < 2 * threads):
         mode = "row"
     rows_first = cfg.choice("rows_first", (True, False), rows_first)
+    # row and plane modes: the kernel's columns inside the input channels, unrolled, so neighbouring
+    # pixels' taps share input loads (asked of every dense kernel so that the space does not hang on `acc`)
+    taps_inner = (not depthwise and red.reduce_axis[2].extent.value > 1
+                  and cfg.choice("taps_inner", (False, True), False))
     mode = cfg.choice("acc", ("tile",) if depthwise else ("tile", "row", "plane"), mode)
     rows_first = rows_first and mode != "plane"  # a plane of accumulators spans all rows: threads split channels
     outer = (on, oh, mo) if rows_first else (on, mo) if mode == "plane" else (on, mo, oh)
@@ -315,7 +319,10 @@ def schedule_conv_blocked(s: te.Schedule, conv_out: te.Tensor, group_out: te.Ten
         a.compute_at(o, fused)
         aw, awi = a.split(aw, wt)
         rco, *taps = a.op.reduce_axis
-        a.reorder(an, rco, ah, aw, *taps, am, awi, av)
+        a.reorder(an, rco, ah, aw, *([taps[0], taps[2], taps[1]] if taps_inner else taps), am, awi, av)
+        if taps_inner:
+            a.unroll(taps[1])
+            taps = [taps[0], taps[2]]
         aw = awi
         # weights beyond the L2 cache stream in at the first row of each block: fetch the next block's
         # while this one is in use (ResNet-18's last stage: 7% faster; below L2 it only costs)
@@ -474,6 +481,18 @@ def _unrolled(st, *axes) -> None:
     st.vectorize(axes[-1])
 
 
+def _unroll_inner_reduction(st, cfg) -> list:
+    """The stage's reduce axes, the innermost (input channels of a block) split by the `unroll_k` knob and
+    its inner part unrolled: several register-tile updates per loop step for LLVM to interleave."""
+    *outer, inner = st.op.reduce_axis
+    k = cfg.choice("unroll_k", [f for f in (2, 4, 8) if inner.extent.value % f == 0], 1)
+    if k == 1:
+        return [*outer, inner]
+    ko, ki = st.split(inner, k)
+    st.unroll(ki)
+    return [*outer, ko, ki]
+
+
 def schedule_conv_winograd(s: te.Schedule, conv_out: te.Tensor, group_out: te.Tensor, target: Target | str) -> None:
     """Winograd conv (ops/layout.py): input tiles transformed (each tile's 2-D transform in registers), the
     (m+2)^2 products over input channels computed as register tiles of (output-channel vectors x tiles), each
@@ -520,13 +539,15 @@ def schedule_conv_winograd(s: te.Schedule, conv_out: te.Tensor, group_out: te.Te
     wt = cfg.choice("wt", [t for t in range(1, min(tiles, 28) + 1) if tiles % t == 0 and cb * t <= registers - 4], wt)
     pmo, pmi = p.split(pm, cb)
     pxo, pxi = p.split(px, wt)
-    p.reorder(pn, pr, pk, py, pmo, pxo, pmi, pxi, pv)
+    # over the whole image, a channel block's U may stay in cache across the rows of tiles, or a row's V across blocks
+    channels_outer = cfg.choice("wino_channels_outer", (False, True), False) and not per_row
+    p.reorder(pn, pr, pk, *((pmo, py) if channels_outer else (py, pmo)), pxo, pmi, pxi, pv)
     place(p, [pn, pr, pk])
     _unrolled(p, pmi, pxi, pv)
     a = s[acc]
     a.compute_at(p, pxo)
     an, ar, ak, am, ay, ax, av = a.op.axis
-    a.reorder(an, ar, ak, ay, *a.op.reduce_axis, am, ax, av)
+    a.reorder(an, ar, ak, ay, *_unroll_inner_reduction(a, cfg), am, ax, av)
     _unrolled(a, am, ax, av)
     # the input tiles: B^T d B per tile, the first half (d B) in registers
     vs = s[v]

@@ -2,7 +2,8 @@
 
 {"workload": key, "config": {knob: value}, "status": "ok" | "error" | "timeout" | "wrong",
  "median_s": ..., "min_s": ..., "gflops": ..., "vs_default": candidate time / default time (timed alternately),
- "error": text, "tuner": name ("default", "validate", or the search), "elapsed_s": seconds into the run}
+ "error": text, "tuner": name ("default", "validate", "model", or the search), "elapsed_s": seconds into the run,
+ "load": the machine's 1-minute load average then}
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def best_records(records: list[dict]) -> dict[str, dict]:
     Candidates are timed alternately with the default schedule in the same worker, so their ratio
     `vs_default` holds under other load; a config's ratio is the median over its measurements. When
     some configs were measured again (validated), only those compete, so one lucky measurement among
-    hundreds cannot win; and a config must beat the default by the noise MARGIN."""
+    hundreds cannot win; and a config must beat the default by the noise MARGIN. Configs timed inside
+    the whole model (tuner "model", tuner.validate_in_model) outrank all others, by their in-model ratio."""
     by_workload: dict = {}
     for r in records:
         if r.get("status") == "ok":
@@ -59,6 +61,8 @@ def best_records(records: list[dict]) -> dict[str, dict]:
     for w, by_config in by_workload.items():
         most = max(len(v) for v in by_config.values())
         pool = {k: v for k, v in by_config.items() if len(v) == most or (most > 1 and len(v) > 1)}
+        in_model = {k: [r for r in v if r.get("tuner") == "model"] for k, v in by_config.items()}
+        pool = {k: v for k, v in in_model.items() if v} or pool
         score = {k: float(np.median([r.get("vs_default", 1.0) for r in v])) for k, v in pool.items()}
         k = min(score, key=score.get)
         default = next((k2 for k2, v in by_config.items() if any(r.get("tuner") == "default" for r in v)), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 
@@ -144,7 +145,7 @@ class _TaskState:
 
     def __init__(self, task: Task, quota: int, old: list[dict], search):
         self.task, self.quota, self.search = task, quota, search
-        self.mine = [r for r in old if r["workload"] == task.key and r.get("tuner") != "validate"]
+        self.mine = [r for r in old if r["workload"] == task.key and r.get("tuner") not in ("validate", "model")]
         self.measured = {_key(r["config"]) for r in self.mine}
         self.ref = None
         ok = [r for r in self.mine if r["status"] == "ok"]
@@ -163,13 +164,47 @@ class _TaskState:
                 "best_config": best["config"] if best else None}
 
 
+def validate_in_model(model, tasks: list[Task], log: str, rounds: int = 10) -> dict[str, float]:
+    """Time the model with each task's best config (from the kernel measurements) against the untuned
+    model, kernel by kernel inside whole runs, interleaved `rounds` times; log each changed task's
+    in-model time ratio (tuner "model"), which then decides (records.best_records). A kernel timed
+    alone runs with its weights and inputs hot in cache and no neighbours: faster there is not always
+    faster in the model. Returns workload -> in-model ratio."""
+    import lathe
+    from lathe.frontend.onnx import load_onnx
+    from lathe.graph.compiler import prepare_graph, workload_key
+
+    target = tasks[0].target
+    best = best_records([r for r in load_records(log) if r.get("tuner") != "model"])
+    changed = {t.key: best[t.key]["config"] for t in tasks if t.key in best and best[t.key]["config"] != t.default}
+    if not changed:
+        return {}
+    prepared, groups, _ = prepare_graph(load_onnx(model), target)
+    keys = [workload_key(prepared, gr, target) for gr in groups]  # in the order of the modules' kernels
+    mods = [lathe.compile(model, str(target)), lathe.compile(model, str(target), records=changed)]
+    rng = np.random.default_rng(0)
+    feed = {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in mods[0].spec["inputs"]}
+    times = np.zeros((2, rounds, len(keys)))
+    for r in range(rounds):
+        for m, mod in enumerate(mods):
+            times[m, r] = [row["ms"] for row in mod.profile(feed, repeat=3)]
+    ratios = {}
+    for key, config in changed.items():
+        cols = [k for k, w in enumerate(keys) if w == key]
+        ratios[key] = float(np.median(times[1][:, cols].sum(1) / times[0][:, cols].sum(1)))
+        append_record(log, {"workload": key, "config": config, "status": "ok", "error": "", "tuner": "model",
+                            "vs_default": ratios[key], "median_s": float(np.median(times[1][:, cols].sum(1))) / 1e3})
+    return ratios
+
+
 def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s: float | None = None,
          timeout: float = 30.0, batch: int = 4, progress: bool = True, seed: int = 0,
-         validate: int = 3, runner=None) -> list[dict]:
+         validate: int = 3, runner=None, model=None) -> list[dict]:
     """Tune `tasks`, `trials` candidates in all shared by the tasks' share of the model's flops, in
     rounds of `batch` candidates per task (heaviest first), appending every measurement to `log`;
     configs already in the log are not measured again (a killed run resumes). Stops after `budget_s`.
-    Then the default and the `validate` fastest configs of each task are measured twice more.
+    Then the default and the `validate` fastest configs of each task are measured twice more, and with
+    `model` (what the tasks came from) each task's best config is timed inside the model (validate_in_model).
     `runner` measures each batch (measure.LocalRunner by default, measure.RayRunner for a cluster).
     Returns per task: name, default and best seconds (min of repeats), trials, best config."""
     start = time.perf_counter()
@@ -190,7 +225,8 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
             pass
 
     def record(st: _TaskState, rec: dict, name: str, count: bool = True) -> None:
-        rec.update(tuner=name, elapsed_s=elapsed0 + time.perf_counter() - start)
+        # the 1-minute load average: on a shared machine, other work changes which schedule wins
+        rec.update(tuner=name, elapsed_s=elapsed0 + time.perf_counter() - start, load=os.getloadavg()[0])
         append_record(log, rec)
         st.measured.add(_key(rec["config"]))
         if count:  # validation measurements do not use up trials
@@ -231,4 +267,6 @@ def tune(tasks: list[Task], log: str, trials: int, tuner: str = "xgb", budget_s:
                 record(st, rec, "validate", count=False)
     if bar is not None:
         bar.close()
+    if model is not None and tasks and tasks[0].target.family == "cpu":  # ~20 s for ResNet-18, even past the budget
+        validate_in_model(model, tasks, log)
     return [st.summary(log) for st in states]
