@@ -42,7 +42,8 @@ def test_tune_in_browser_and_apply_records(browser_session, tmp_path, target: st
     runner = BrowserRunner(browser_session)
     summary = tune(tasks, log, trials=4, tuner="random", progress=False, validate=1, runner=runner)
     recs = load_records(log)
-    assert len([r for r in recs if r["tuner"] != "validate"]) == 4 and summary[0]["trials"] == 4
+    trials = min(4, tasks[0].size())  # webgl's only knob here, unroll_k, has 2 values
+    assert len([r for r in recs if r["tuner"] != "validate"]) == trials and summary[0]["trials"] == trials
     assert all(r["status"] == "ok" and r["min_s"] > 0 for r in recs), [r["error"] for r in recs]
     assert any(r["tuner"] == "validate" for r in recs)  # finalists measured again in the tab
     x = np.random.default_rng(0).standard_normal((1, 16, 8, 8)).astype(np.float32)

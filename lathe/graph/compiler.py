@@ -133,7 +133,7 @@ def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
         else:
             g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")
     blocked = blocked and target.family == "cpu"
-    groups = fuse(g)
+    groups = fuse(g, ("lathe.ToBlocked",) if target.family == "gl" else ())
     if blocked:
         add_halos(g, groups)
     return g, groups, plan_memory(g, groups)

@@ -92,11 +92,12 @@ class Group:
 MAX_FUSED_NODES = 32  # a group's expression nests one level per node, and the lowering walks it recursively
 
 
-def fuse(g: Graph) -> list[Group]:
+def fuse(g: Graph, own_kernel: tuple = ()) -> list[Group]:
     """Greedy fusion along single-consumer edges:
     a heavy op takes its elementwise consumers (bias, activation, residual add) as an epilogue;
     elementwise/injective chains become one kernel; a chain of injective ops with a single
-    consumer is absorbed into that consumer (padding or a transpose read in place).
+    consumer is absorbed into that consumer (padding or a transpose read in place), unless it holds an
+    op of `own_kernel` (on GL targets a heavy op would redo ToBlocked's gather of channels per tap).
     """
     consumers = g.consumers()
     group_of: dict = {}  # value name -> the group whose last node produces it
@@ -110,7 +111,8 @@ def fuse(g: Graph) -> list[Group]:
             if (gr is None or not single or v in g.outputs or len(gr.outputs) != 1 or len(n.outputs) != 1
                     or len(gr.nodes) >= MAX_FUSED_NODES):
                 continue
-            if _can_join(pattern, gr):
+            if _can_join(pattern, gr) and not (pattern in ("complex", "reduce")
+                                               and any(m.op in own_kernel for m in gr.nodes)):
                 joined = gr
                 break
         if joined is None:
