@@ -53,7 +53,6 @@ export class Model {
     this.textures = plan.textures.map((t, i) => {
       if (t.width > limit || t.height > limit)
         throw new LatheError(`lathe: texture ${i} is ${t.width}x${t.height}, over MAX_TEXTURE_SIZE ${limit}`);
-  
       const tex = gl.createTexture();
       gl.bindTexture(gl.TEXTURE_2D, tex);
       gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA32F, t.width, t.height);

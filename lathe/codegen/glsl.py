@@ -163,7 +163,6 @@ class GLSLRenderer(CStyleRenderer):
         w = tex_shape(buffer.size)[0]
         self.define(f"lathe_texel_{name}", "vec4", "int t",
                     f"return texelFetch({name}, ivec2(t & {w - 1}, t >> {w.bit_length() - 1}), 0);")
-        self.define(f"lathe_load_{name}", "float", "int i", f"return lathe_texel_{name}(i >> 2)[i & 3];")
         return f"uniform highp sampler2D {name};"
 
     # ------------------------------------------------------------------ statements
@@ -227,7 +226,8 @@ class GLSLRenderer(CStyleRenderer):
         """(base, offset[, component]) of a scalar access with a known component, or of an aligned 4-lane one."""
         if n == 1:
             return split_index(i)
-        t = split_index(contiguous_base(i)) if n == TEXEL and contiguous_base(i) is not None else None
+        base = contiguous_base(i) if n == TEXEL else None
+        t = split_index(base) if base is not None else None
         return t[:2] if t is not None and t[2] == 0 else None
 
     def _bad_thread(self, s: For) -> None:
@@ -282,7 +282,7 @@ class GLSLRenderer(CStyleRenderer):
             fn = self.define("lathe_put", "vec4", "vec4 color, int i, float v",
                              "return mix(color, vec4(v), equal(ivec4(0, 1, 2, 3), ivec4(i & 3)));")
             return f"{array} = {fn}({array}, {text}, {value});"
-        return f"{array}[({text}) >> 2][({text}) & 3] = {value};"
+        return f"{self._element(array, text)} = {value};"
 
     # ------------------------------------------------------------------ loads
     def expr_Load(self, e: Load) -> str:
@@ -323,12 +323,18 @@ class GLSLRenderer(CStyleRenderer):
         t = split_index(i)
         if t is not None:
             value = f"{self._texel(buffer, *t[:2], texture)}.{SWIZZLE[t[2]]}"
-        elif texture:
-            value = f"lathe_load_{self.lookup(buffer, 'buffer')}({self.expr(i, 0)})"
+        elif texture:  # the component known only at run time
+            name = self.lookup(buffer, "buffer")
+            fn = self.define(f"lathe_load_{name}", "float", "int i", f"return lathe_texel_{name}(i >> 2)[i & 3];")
+            value = f"{fn}({self.expr(i, 0)})"
         else:
-            text = self.expr(i, 0)
-            value = f"{self.lookup(buffer, 'buffer')}[({text}) >> 2][({text}) & 3]"
+            value = self._element(self.lookup(buffer, "buffer"), self.expr(i, 0))
         return self._convert(value, buffer.dtype, 1) if texture else value
+
+    @staticmethod
+    def _element(array: str, index: str) -> str:
+        """Element `index` (known only at run time) of a packed vec4 local."""
+        return f"{array}[({index}) >> 2][({index}) & 3]"
 
     def _convert(self, value: str, dtype: str, n: int) -> str:
         """Texture values are floats; integer and bool tensors convert on load."""

@@ -123,18 +123,21 @@ def optimize(g: Graph) -> Graph:
 def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
     """Optimise, change layout, fuse and plan memory: (graph, groups, memory plan)."""
     g = optimize(g)
+    gl = target.family == "gl"
     blocked = target.family in ("cpu", "gl") and target.attrs.get("layout", "nchwc") != "nchw"
     if blocked:
-        from lathe.graph.layout import add_halos, block_layout
+        from lathe.graph.layout import block_layout
         from lathe.ops.cpu import vector_lanes
+        from lathe.ops.gl import LANES
 
-        if target.family == "gl":  # four channels per RGBA texel: one fragment computes a vec4 of them
-            g = block_layout(g, 4, winograd=False, pad_input=True)
+        if gl:  # four channels per RGBA texel: one fragment computes a vec4 of them
+            g = block_layout(g, LANES, winograd=False, pad_input=True)
         else:
             g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")
-    blocked = blocked and target.family == "cpu"
-    groups = fuse(g, ("lathe.ToBlocked",) if target.family == "gl" else ())
-    if blocked:
+    groups = fuse(g, ("lathe.ToBlocked",) if gl else ())
+    if blocked and not gl:  # halos are CPU addressing: GL kernels read whole textures
+        from lathe.graph.layout import add_halos
+
         add_halos(g, groups)
     return g, groups, plan_memory(g, groups)
 

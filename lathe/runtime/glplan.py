@@ -20,6 +20,14 @@ def _size(shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
+def slot_shapes(spec: dict, sizes: dict) -> dict:
+    """Memory-plan slot -> (width, height) of its texture: every value in the slot fits in its tex_shape corner."""
+    shapes: dict = {}
+    for name, slot in spec["slot_of"].items():
+        shapes[slot] = tuple(map(max, shapes.get(slot, (1, 1)), tex_shape(sizes[name])))
+    return shapes
+
+
 def build_plan(spec: dict, params: dict, funcs: list, dialect: str = "es") -> tuple[dict, bytes, list[str]]:
     """(plan, params blob, shader sources) for `spec`, the graph compiler's memory-planned steps."""
     programs, kernel_index, samplers_of = [], {}, {}
@@ -50,10 +58,7 @@ def build_plan(spec: dict, params: dict, funcs: list, dialect: str = "es") -> tu
         blob += data
     for io in spec["inputs"]:
         values[io["name"]] = {"texture": texture(tex_shape(sizes[io["name"]])), "size": sizes[io["name"]]}
-    corner: dict = {}  # slot -> the texture's shape: every value's tex_shape corner fits
-    for name, slot in spec["slot_of"].items():
-        corner[slot] = tuple(map(max, corner.get(slot, (1, 1)), tex_shape(sizes[name])))
-    slot_texture = {slot: texture(wh) for slot, wh in sorted(corner.items())}
+    slot_texture = {slot: texture(wh) for slot, wh in sorted(slot_shapes(spec, sizes).items())}
     used = {a for st in spec["steps"] for a in st["args"]} | {o["name"] for o in spec["outputs"]}
     for name in sizes:
         if name not in values and name in used:

@@ -12,6 +12,7 @@ import numpy as np
 
 from lathe.codegen.glsl import TEXEL, GLSLRenderer, tex_shape
 from lathe.errors import ArgumentError, TargetError
+from lathe.runtime.glplan import slot_shapes
 from lathe.runtime.graph_module import GraphModule
 
 VERTEX = """#version 330 core
@@ -144,10 +145,7 @@ class GLGraphModule(GraphModule):
         self._tex.update({name: new_texture(sizes[name]) for name in self._input_names})
         # the memory plan's slots hold values never live at once (and never a kernel's input and output
         # together): one texture per slot, as tall as its largest value
-        corner: dict = {}  # slot -> the texture's shape: every value's corner fits
-        for name, slot in spec["slot_of"].items():
-            corner[slot] = tuple(map(max, corner.get(slot, (1, 1)), tex_shape(sizes[name])))
-        pool = {slot: new_texture(1, shape=wh) for slot, wh in corner.items()}
+        pool = {slot: new_texture(1, shape=wh) for slot, wh in slot_shapes(spec, sizes).items()}
         used = {a for st in spec["steps"] for a in st["args"]} | {o["name"] for o in spec["outputs"]}
         for name, n in sizes.items():
             if name not in self._tex and name in used:
