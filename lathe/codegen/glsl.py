@@ -31,7 +31,8 @@ GLSL_RESERVED = frozenset("""in out inout uniform layout texture sample input ou
 ivec4 bvec2 bvec3 bvec4 uvec2 uvec3 uvec4 mix discard main precision highp mediump lowp sampler2D attribute
 varying smooth flat centroid invariant texelFetch active common filter not equal""".split())
 DIALECTS = {"330": "#version 330 core", "es": "#version 300 es\nprecision highp float;\nprecision highp int;\n"
-            "precision highp sampler2D;"}
+            "precision highp sampler2D;", "430": "#version 430 core"}
+COMPUTE_GROUP = (8, 8)  # invocations per work group of a compute shader, one per output texel
 COMPARE_FN = {"<": "lessThan", "<=": "lessThanEqual", ">": "greaterThan", ">=": "greaterThanEqual",
               "==": "equal", "!=": "notEqual"}
 VECTOR_BUILTINS = {"exp", "log", "sqrt", "tanh", "abs", "floor", "ceil", "min", "max"}  # take genType
@@ -125,8 +126,21 @@ class GLSLRenderer(CStyleRenderer):
 
     def render(self, func: PrimFunc) -> str:
         body = self.function(func)
-        return "\n".join([DIALECTS[self.dialect], *self.uniforms, "out vec4 lathe_out;",
-                          *(h.strip() for h in self.helpers.values()), body]) + "\n"
+        if self.dialect != "430":
+            return "\n".join([DIALECTS[self.dialect], *self.uniforms, "out vec4 lathe_out;",
+                              *(h.strip() for h in self.helpers.values()), body]) + "\n"
+        # a compute shader: the same body, one invocation per output texel, stored with imageStore. Why
+        # compute on desktop GL: some GPUs shade pixels on a few of their units only (the H100 on 2 of 66
+        # TPCs) but run compute shaders on all of them
+        w, h = tex_shape(self.outputs[0].size)
+        main = ("void main() {\n  lathe_xy = ivec2(gl_GlobalInvocationID.xy);\n"
+                f"  if (lathe_xy.x >= {w} || lathe_xy.y >= {h}) return;\n"
+                "  if (lathe_main()) imageStore(lathe_image, lathe_xy, lathe_out);\n}")
+        return "\n".join([DIALECTS["430"], "layout(local_size_x = {}, local_size_y = {}) in;".format(*COMPUTE_GROUP),
+                          "layout(rgba32f, binding = 0) uniform writeonly image2D lathe_image;", *self.uniforms,
+                          "ivec2 lathe_xy;", "vec4 lathe_out;", *(h.strip() for h in self.helpers.values()),
+                          body.replace("void main()", "bool lathe_main()", 1)[:-1] + "  return true;\n}",
+                          main]) + "\n"
 
     def reserved(self, name: str) -> bool:
         return name in GLSL_RESERVED or name in RESERVED or super().reserved(name) or name.startswith("gl_")
@@ -173,9 +187,12 @@ class GLSLRenderer(CStyleRenderer):
         n = s.extent.value
         w = tex_shape(self.outputs[0].size)[0]
         v = self.name(s.var, s.var.name)
-        self.emit(f"int {v} = int(gl_FragCoord.y) * {w} + int(gl_FragCoord.x);")
+        if self.dialect == "430":
+            self.emit(f"int {v} = lathe_xy.y * {w} + lathe_xy.x;")
+        else:
+            self.emit(f"int {v} = int(gl_FragCoord.y) * {w} + int(gl_FragCoord.x);")
         if n % w:
-            self.emit(f"if ({v} >= {n}) discard;")
+            self.emit(f"if ({v} >= {n}) {'return false' if self.dialect == '430' else 'discard'};")
         self.stmt(s.body)
 
     def stmt_Seq(self, s: Seq) -> None:
@@ -368,6 +385,17 @@ class GLSLRenderer(CStyleRenderer):
                                f"if (a < 0.0) {{ if (floor(b) != b) return {self.nan}; float r = pow(-a, b); "
                                "return mod(b, 2.0) == 1.0 ? -r : r; } return pow(a, b);")
         return self.glsl_math.get(name, name)
+
+    def expr_Binary(self, e: Binary, prec: int = 99) -> str:
+        if e.op != "/" or scalar_of(e.dtype) != "float32" or self.dialect != "430":
+            return super().expr_Binary(e, prec)
+        # GLSL lets a / b be 2.5 ulp off, and NVIDIA computes a * (1 / b): (1 + 0.5) / 1.5 came out above 1,
+        # moving a Resize's exact rounding tie. One correction step by the exact residual of an fma (GLSL
+        # 4.00) gives the correctly rounded quotient. (The fragment dialects have no fma; a residual
+        # without one did not help on NVIDIA)
+        t = self.vector_type(e.dtype) if lanes_of(e.dtype) > 1 else "float"
+        fn = self.define(f"lathe_div_{t}", t, f"{t} a, {t} b", f"{t} q = a / b; return q + fma(-q, b, a) / b;")
+        return f"{fn}({self.expr(e.a)}, {self.expr(e.b)})"
 
     def floor_divmod(self, op: str, a: str, b: str, dtype: str) -> str:
         if scalar_of(dtype) not in ("int32", "int64"):

@@ -71,11 +71,13 @@ def _padded(x: te.Tensor, pb: list, pe: list, input_halo: int):
 
 @register("lathe.ConvNCHWc", "complex", schedule="conv_blocked")
 def conv_nchwc(inputs: list[te.Tensor], kernel: list, depthwise: int = 0, auto_pad: str = "NOTSET",
-               dilations=None, pads=None, strides=None, input_halo: int = 0, **_) -> te.Tensor:
+               dilations=None, pads=None, strides=None, input_halo: int = 0, splits: int = 1, **_) -> te.Tensor:
     """2-D convolution on blocked tensors (dense, or depthwise with `depthwise=1`); optional bias.
 
     `input_halo`: X is stored inside a zero border at least as wide as the padding (graph/layout.py
-    arranges it), so the window reads the border itself instead of a padded copy."""
+    arranges it), so the window reads the border itself instead of a padded copy. `splits` = S > 1 (dense,
+    no bias): the input channel blocks are cut into S slices and the output (S, N, M/ob, OH, OW, ob) holds
+    each slice's partial sums, for lathe.SumSplits to add up (graph/layout.py split_reductions)."""
     x, w = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) > 2 else None
     n, cb, h, wd, ib = x.shape
@@ -95,12 +97,34 @@ def conv_nchwc(inputs: list[te.Tensor], kernel: list, depthwise: int = 0, auto_p
         mb, ob = w.shape[0], w.shape[-1]
         if w.shape[1:5] != (cb, kh, kw, ib):
             raise ShapeError(f"lathe.ConvNCHWc: packed weights {w.shape} do not match input {x.shape}")
-        rco, rci = te.reduce_axis(cb, name="rco"), te.reduce_axis(ib, name="rci")
+        if splits > 1 and (cb % splits or b is not None):
+            raise ShapeError(f"lathe.ConvNCHWc: {cb} channel blocks do not split into {splits} slices, or a bias "
+                             "was given with splits")
+        per = cb // splits
+        rco, rci = te.reduce_axis(per, name="rco"), te.reduce_axis(ib, name="rci")
+
+        def partial(part, i, m, y, xx, v):
+            c = part * per + rco if splits > 1 else rco
+            return te.sum(xp[i, c, y * st[0] + ry * dl[0], xx * st[1] + rx * dl[1], rci] * w[m, c, ry, rx, rci, v],
+                          axis=[rco, ry, rx, rci])
 
         def f(i, m, y, xx, v):
-            return te.sum(xp[i, rco, y * st[0] + ry * dl[0], xx * st[1] + rx * dl[1], rci] * w[m, rco, ry, rx, rci, v],
-                          axis=[rco, ry, rx, rci])
+            return partial(0, i, m, y, xx, v)
+        if splits > 1:
+            return te.compute((splits, n, mb, oh, ow, ob), partial, name="conv", tag="conv_blocked")
     out = te.compute((n, mb, oh, ow, ob), f, name="conv", tag="conv_blocked")
+    if b is None:
+        return out
+    return te.compute(out.shape, lambda i, m, y, xx, v: out[i, m, y, xx, v] + b[m, v], name="conv_bias",
+                      tag="conv_bias")
+
+
+@register("lathe.SumSplits", "reduce", schedule="reduce")
+def sum_splits(inputs: list[te.Tensor]) -> te.Tensor:
+    """(S, N, M/b, H, W, b) partial sums -> their sum (N, M/b, H, W, b), plus an optional bias (M/b, b)."""
+    p, b = inputs[0], (inputs[1] if len(inputs) > 1 else None)
+    r = te.reduce_axis(p.shape[0], name="part")
+    out = te.compute(p.shape[1:], lambda i, m, y, xx, v: te.sum(p[r, i, m, y, xx, v], axis=[r]), name="sum_splits")
     if b is None:
         return out
     return te.compute(out.shape, lambda i, m, y, xx, v: out[i, m, y, xx, v] + b[m, v], name="conv_bias",

@@ -1,19 +1,22 @@
-"""The `opengl` device: kernels as fragment shaders over RGBA32F textures, through moderngl's headless EGL context.
+"""The `opengl` device: kernels as shaders over RGBA32F textures, through moderngl's headless EGL context.
 
 One context per process, created on first use. Each tensor lives in one texture (tex_shape layout: four
-consecutive elements per texel);
-a kernel draws one full-viewport triangle into its output's framebuffer. Weights are uploaded once,
-intermediates stay on the GPU, and only the model's outputs are read back.
+consecutive elements per texel). Where the context has OpenGL 4.3, a kernel is a compute shader with one
+invocation per output texel, stored with imageStore; otherwise (or with `opengl -shader=fragment`) it is a
+fragment shader drawing one full-viewport triangle into its output's framebuffer, as on WebGL2. Both run
+the same generated body. Weights are uploaded once, intermediates stay on the GPU, and only the model's
+outputs are read back.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lathe.codegen.glsl import TEXEL, GLSLRenderer, tex_shape
+from lathe.codegen.glsl import COMPUTE_GROUP, TEXEL, GLSLRenderer, tex_shape
 from lathe.errors import ArgumentError, TargetError
 from lathe.runtime.glplan import slot_shapes
 from lathe.runtime.graph_module import GraphModule
+from lathe.target import Target
 
 VERTEX = """#version 330 core
 void main() { vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
@@ -34,10 +37,14 @@ def context():
             import moderngl
         except ImportError as e:
             raise TargetError(f"target opengl needs the moderngl package (pip install moderngl): {e}") from None
-        try:
-            _ctx = moderngl.create_standalone_context(backend="egl", require=330)
-        except Exception as e:  # no libEGL, no Mesa driver, no device: moderngl raises plain Exceptions
-            raise TargetError(f"target opengl: no headless EGL OpenGL 3.3 context ({e}); install libegl1 "
+        for version in (430, 330):  # ask for 4.3 (compute shaders) first: NVIDIA's EGL gives what is asked
+            try:
+                _ctx = moderngl.create_standalone_context(backend="egl", require=version)
+                break
+            except Exception as e:  # no libEGL, no Mesa driver, no device: moderngl raises plain Exceptions
+                error = e
+        else:
+            raise TargetError(f"target opengl: no headless EGL OpenGL 3.3 context ({error}); install libegl1 "
                               "libegl-mesa0 libgl1-mesa-dri") from None
     return _ctx
 
@@ -48,7 +55,22 @@ def status() -> tuple[bool, str]:
         ctx = context()
     except TargetError as e:
         return False, str(e)
-    return True, f"{ctx.info['GL_RENDERER']}, GL_MAX_TEXTURE_SIZE {ctx.info['GL_MAX_TEXTURE_SIZE']}"
+    shaders = "compute" if ctx.version_code >= 430 else "fragment"
+    return True, (f"{ctx.info['GL_RENDERER']}, OpenGL {ctx.version_code // 100}.{ctx.version_code // 10 % 10}, "
+                  f"{shaders} shaders, GL_MAX_TEXTURE_SIZE {ctx.info['GL_MAX_TEXTURE_SIZE']}")
+
+
+def shader_kind(target: Target | str | None) -> str:
+    """"compute" or "fragment": the `-shader=` option of an opengl target, else compute where GL 4.3 has it."""
+    target = Target.parse(target or "opengl")
+    kind = target.attrs.get("shader")
+    if kind not in (None, "compute", "fragment"):
+        raise TargetError(f"target {target}: -shader must be compute or fragment, not {kind!r}")
+    have = context().version_code >= 430
+    if kind == "compute" and not have:
+        raise TargetError(f"target {target}: compute shaders need OpenGL 4.3; this context is "
+                          f"{context().info['GL_VERSION']} (use -shader=fragment)")
+    return kind or ("compute" if have else "fragment")
 
 
 def new_texture(n: int, data: np.ndarray | None = None, shape: tuple = (1, 1)):
@@ -83,32 +105,42 @@ def download(tex, shape: tuple, dtype: str) -> np.ndarray:
 
 
 class GLKernel:
-    """One compiled fragment shader; `run(textures)` draws into the last (the output) texture."""
+    """One compiled shader; `run(textures)` writes the last (the output) texture."""
 
-    def __init__(self, func):
-        self.name, self.func = func.name, func
-        renderer = GLSLRenderer()
+    def __init__(self, func, shader: str = "fragment"):
+        self.name, self.func, self.compute = func.name, func, shader == "compute"
+        renderer = GLSLRenderer("430" if self.compute else "330")
         self.source = renderer.render(func)
         if renderer.outputs[0] is not func.params[-1]:
             raise TargetError(f"kernel {func.name}: on opengl the output must be the last argument")
-        self.uniforms = [renderer.names[id(p)][1] for p in func.params[:-1]]  # names in the shader
         if self.source not in _programs:
             ctx = context()
             try:
-                _programs[self.source] = ctx.program(vertex_shader=VERTEX, fragment_shader=self.source)
+                _programs[self.source] = (ctx.compute_shader(self.source) if self.compute else
+                                          ctx.program(vertex_shader=VERTEX, fragment_shader=self.source))
             except Exception as e:
                 raise TargetError(f"kernel {func.name}: the GLSL shader does not compile: {e}") from None
         self.program = _programs[self.source]
-        self.vao = context().vertex_array(self.program, [])
+        self.units = []  # (texture unit, input position); the compiler drops a sampler the shader never reads
+        for k, p in enumerate(func.params[:-1]):
+            uniform = self.program.get(renderer.names[id(p)][1], None)
+            if uniform is not None:
+                uniform.value = len(self.units)  # set once: a program keeps its uniforms
+                self.units.append((len(self.units), k))
+        w, h = tex_shape(func.params[-1].size)
+        self.groups = (-(-w // COMPUTE_GROUP[0]), -(-h // COMPUTE_GROUP[1]))
+        self.vao = None if self.compute else context().vertex_array(self.program, [])
         self.fbos: dict = {}
 
     def run(self, textures: list) -> None:
-        *ins, out = textures
-        for unit, (name, tex) in enumerate(zip(self.uniforms, ins)):
-            uniform = self.program.get(name, None)  # the compiler drops a sampler the shader never reads
-            if uniform is not None:
-                tex.use(location=unit)
-                uniform.value = unit
+        out = textures[-1]
+        for unit, k in self.units:
+            textures[k].use(location=unit)
+        if self.compute:
+            out.bind_to_image(0, read=False, write=True)
+            self.program.run(*self.groups)
+            context().memory_barrier()  # the next kernel's texelFetch (or a read-back) sees these stores
+            return
         fbo = self.fbos.get(id(out))
         if fbo is None:  # a pooled texture may be larger than this output: draw only its corner
             fbo = self.fbos[id(out)] = (context().framebuffer(color_attachments=[out]), out)
@@ -123,13 +155,14 @@ class GLKernel:
         texs = [new_texture(a.size, a) for a in arrays[:-1]] + [new_texture(arrays[-1].size)]
         self.run(texs)
         arrays[-1][...] = download(texs[-1], arrays[-1].shape, str(arrays[-1].dtype))
-        self.fbos.pop(id(texs[-1]))[0].release()  # these textures die now; a later one may reuse the id
+        if id(texs[-1]) in self.fbos:  # these textures die now; a later one may reuse the id
+            self.fbos.pop(id(texs[-1]))[0].release()
         for t in texs:
             t.release()
 
 
 def build_opengl(func, target=None) -> GLKernel:
-    return GLKernel(func)
+    return GLKernel(func, shader_kind(target))
 
 
 class GLGraphModule(GraphModule):
@@ -176,5 +209,6 @@ class GLGraphModule(GraphModule):
 
 
 def graph_from_funcs(spec: dict, params: dict, funcs: list) -> GLGraphModule:
-    kernels = {f.name: GLKernel(f) for f in funcs}
+    shader = shader_kind(spec["target"])
+    kernels = {f.name: GLKernel(f, shader) for f in funcs}
     return GLGraphModule(spec, params, kernels, "\n".join(k.source for k in kernels.values()))
