@@ -75,7 +75,11 @@ def host_cpu() -> tuple[str, str]:
     return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
 
 
-def target_machine(target: Target):
+def target_machine(target: Target, jit: bool = False):
+    """The LLVM target machine: position-independent code for shared libraries, or for the in-process JIT
+    the large code model, whose absolute addresses reach data however far from the code MCJIT maps it. The
+    small model's 32-bit offsets aborted the process (RuntimeDyldELF `isInt<32>(RealOffset)`) once
+    OpenGL, Vulkan and a browser had filled the address space between the two."""
     _init()
     cpu = target.attrs.get("mcpu")
     if cpu is None:
@@ -83,8 +87,8 @@ def target_machine(target: Target):
     else:
         features = target.attrs.get("mattr", "")
     triple = target.attrs.get("mtriple") or llvm.get_process_triple()
-    tm = llvm.Target.from_triple(triple).create_target_machine(cpu=cpu, features=features, opt=3,
-                                                               codemodel="default", reloc="pic")
+    tm = llvm.Target.from_triple(triple).create_target_machine(
+        cpu=cpu, features=features, opt=3, codemodel="large" if jit else "default", reloc="static" if jit else "pic")
     return tm, cpu, features
 
 
@@ -507,7 +511,7 @@ def compile_llvm(funcs: list, target: Target, name: str = "module") -> tuple:
     mod.data_layout = str(tm.target_data)
     pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
     pb.getModulePassManager().run(mod, pb)
-    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine = llvm.create_mcjit_compiler(mod, target_machine(target, jit=True)[0])
     engine.finalize_object()
     addrs = {f.name: engine.get_function_address(f.name) for f in funcs}
     return LLVMLibrary(mod, tm, engine), addrs, text

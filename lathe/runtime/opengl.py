@@ -139,7 +139,7 @@ class GLKernel:
         if self.compute:
             out.bind_to_image(0, read=False, write=True)
             self.program.run(*self.groups)
-            context().memory_barrier()  # the next kernel's texelFetch (or a read-back) sees these stores
+            self.program.ctx.memory_barrier()  # the next kernel's texelFetch (or a read-back) sees the stores
             return
         fbo = self.fbos.get(id(out))
         if fbo is None:  # a pooled texture may be larger than this output: draw only its corner
