@@ -75,7 +75,7 @@ def test_model_matches_onnxruntime(models, name: str, shader: str) -> None:
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    mod = lathe.compile(model, target=f"opengl -shader={shader}")
+    mod = lathe.compile(model, target=f"opengl -shader={shader} -split=1")  # split even on llvmpipe
     split = [st for st in mod.spec["steps"] if "lathe.SumSplits" in st["ops"]]
     if name == "resnet18":  # its 3x3 convolutions on 28x28 pixels and less split on compute shaders
         assert len(split) == (11 if shader == "compute" else 0), [st["ops"] for st in split]
@@ -157,7 +157,7 @@ def test_split_reduction_matches_unsplit() -> None:
         [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     x = rng.standard_normal((1, 256, 5, 6)).astype(np.float32)
-    split, plain = lathe.compile(model, "opengl"), lathe.compile(model, "opengl -split=0")
+    split, plain = lathe.compile(model, "opengl -split=1"), lathe.compile(model, "opengl -split=0")
     ops = [op for st in split.spec["steps"] for op in st["ops"]]
     assert "lathe.SumSplits" in ops and not any("SumSplits" in op for st in plain.spec["steps"] for op in st["ops"])
     conv = next(n for n in split.spec["values"] if ":splits" in n)
@@ -165,6 +165,14 @@ def test_split_reduction_matches_unsplit() -> None:
     np.testing.assert_allclose(split(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-def test_bad_shader_option_is_named() -> None:
+def test_bad_options_are_named() -> None:
     with pytest.raises(TargetError, match="-shader must be compute or fragment"):
         opengl.shader_kind("opengl -shader=vertex")
+    with pytest.raises(TargetError, match="-split must be 0, 1 or auto"):
+        opengl.splits_reductions("opengl -split=yes")
+
+
+def test_split_by_default_on_gpus_only() -> None:
+    cpu = any(name in opengl.context().info["GL_RENDERER"] for name in opengl.CPU_RASTERIZERS)
+    assert opengl.splits_reductions("opengl") == (COMPUTE and not cpu)
+    assert not opengl.splits_reductions("opengl -shader=fragment -split=1")  # fragments: no split

@@ -132,11 +132,11 @@ def prepare_graph(g: Graph, target: Target) -> tuple[Graph, list, object]:
 
         if gl:  # four channels per RGBA texel: one fragment computes a vec4 of them
             g = block_layout(g, LANES, winograd=False, pad_input=True)
-            if target.kind == "opengl" and target.attrs.get("split", "1") != "0":
+            if target.kind == "opengl":
                 from lathe.graph.layout import split_reductions
-                from lathe.runtime.opengl import shader_kind
+                from lathe.runtime.opengl import splits_reductions
 
-                if shader_kind(target) == "compute":  # work-items to spare: fragments have no GPU to fill
+                if splits_reductions(target):  # compute shaders on a GPU: invocations to fill it with
                     g = split_reductions(g)
         else:
             g = block_layout(g, vector_lanes(target), winograd=target.attrs.get("winograd", "1") != "0")

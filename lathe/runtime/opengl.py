@@ -73,6 +73,23 @@ def shader_kind(target: Target | str | None) -> str:
     return kind or ("compute" if have else "fragment")
 
 
+CPU_RASTERIZERS = ("llvmpipe", "softpipe", "SwiftShader")  # GL_RENDERER names of drivers running on the CPU
+
+
+def splits_reductions(target: Target | str | None) -> bool:
+    """Whether to split long reductions of small convolutions (graph/layout.py split_reductions): the
+    `-split=0|1` option, else on compute shaders of a GPU. On a CPU rasterizer the invocations already
+    outnumber the cores, and the extra kernels only cost (EfficientNet-Lite0 on llvmpipe: 175 -> 205 ms)."""
+    target = Target.parse(target or "opengl")
+    split = target.attrs.get("split", "auto")
+    if split not in ("0", "1", "auto"):
+        raise TargetError(f"target {target}: -split must be 0, 1 or auto, not {split!r}")
+    if split != "auto":
+        return split == "1" and shader_kind(target) == "compute"
+    cpu = any(name in context().info["GL_RENDERER"] for name in CPU_RASTERIZERS)
+    return shader_kind(target) == "compute" and not cpu
+
+
 def new_texture(n: int, data: np.ndarray | None = None, shape: tuple = (1, 1)):
     """A texture for n elements (at least `shape` texels wide and high), filled with `data` when given."""
     ctx = context()
