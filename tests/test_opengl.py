@@ -123,9 +123,42 @@ def test_no_gl_is_a_target_error(monkeypatch) -> None:
     assert not usable and "eglGetDisplay failed" in reason
 
 
-def test_texture_limit_is_named(monkeypatch) -> None:
-    with pytest.raises(TargetError, match="GL_MAX_TEXTURE_SIZE"):
-        opengl.new_texture(4 * 4096 * (opengl.context().info["GL_MAX_TEXTURE_SIZE"] + 1))  # 4 per RGBA texel
+@pytest.mark.parametrize("shader", SHADERS)
+def test_tall_tensors_come_in_parts(monkeypatch, shader: str) -> None:
+    """A tensor taller than GL_MAX_TEXTURE_SIZE rows is stored in several textures; reads pick the part, the
+    output is drawn part by part. Pretending the limit is 8 rows splits these 40-row tensors into 5."""
+    monkeypatch.setattr(opengl, "max_rows", lambda: 8)
+    a = te.placeholder((20001,), name="a")  # 5001 texels: 128 wide, 40 rows, the last row partial
+    b = te.compute((20001,), lambda i: a[20000 - i] * 2.0 + 1.0, name="b")  # reads cross parts
+    kernel = lathe.build(gl_schedule(b), [a, b], target=f"opengl -shader={shader}")
+    assert "lathe_row0" in kernel.source and "a_p4" in kernel.source
+    x = np.random.default_rng(0).standard_normal(20001).astype(np.float32)
+    out = np.zeros(20001, np.float32)
+    kernel(x, out)
+    np.testing.assert_array_equal(out, x[::-1] * 2.0 + 1.0)
+
+
+@pytest.mark.parametrize("shader", SHADERS)
+def test_model_with_tensors_in_parts(monkeypatch, models, shader: str) -> None:
+    """ResNet-18 with textures of at most 64 rows: activations, weights and pooled slots all in parts."""
+    ort = pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(opengl, "max_rows", lambda: 64)
+    model = models["resnet18"]
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    mod = lathe.compile(model, target=f"opengl -shader={shader}")
+    assert max(len(parts) for parts in mod._tex.values()) >= 7  # the 112x112x64 activations: 392 rows
+    err = np.abs(mod(x) - want).max() / np.abs(want).max()
+    assert err <= 1e-3, f"resnet18 in 64-row textures ({shader} shaders): max error {err:.3g}"
+
+
+def test_texture_unit_limit_is_named(monkeypatch) -> None:
+    monkeypatch.setattr(opengl, "max_rows", lambda: 1)  # 40 parts of one row: more than a shader may sample
+    a = te.placeholder((20001,), name="a")
+    b = te.compute((20001,), lambda i: a[i] + 1.0, name="b")
+    with pytest.raises(TargetError, match="reads 40 textures .* over this GL's limit"):
+        lathe.build(gl_schedule(b), [a, b], target="opengl")
 
 
 def test_kernel_called_again_sees_new_inputs() -> None:

@@ -118,27 +118,42 @@ class GLSLRenderer(CStyleRenderer):
     helper_prefix = ""
     plain_counter_division = True  # the sign-branching helpers ran in the innermost loops (3x on the H100)
 
-    def __init__(self, dialect: str = "330"):
+    def __init__(self, dialect: str = "330", rows: int | None = None):
+        """`rows`: the most texel rows one texture may have (GL_MAX_TEXTURE_SIZE). A tensor with more lives in
+        parts of `rows` rows, textures `<name>_p0`, `<name>_p1`, ...: reads pick the part by row, and the
+        output is drawn one part at a time, `uniform int lathe_row0` its first row (see parts())."""
         super().__init__()
         if dialect not in DIALECTS:
             raise BuildError(f"GLSL dialect {dialect!r}: use one of {sorted(DIALECTS)}")
-        self.dialect = dialect
+        self.dialect, self.rows = dialect, rows
+
+    def parts(self, buffer) -> int:
+        """How many textures hold `buffer`."""
+        h = tex_shape(buffer.size)[1]
+        return -(-h // self.rows) if self.rows and h > self.rows else 1
+
+    def samplers(self, buffer) -> list[str]:
+        """The shader's sampler names for an input, one per part."""
+        name = self.names[id(buffer)][1]
+        return [name] if self.parts(buffer) == 1 else [f"{name}_p{j}" for j in range(self.parts(buffer))]
 
     def render(self, func: PrimFunc) -> str:
         body = self.function(func)
+        split = ["uniform int lathe_row0;"] if self.parts(self.outputs[0]) > 1 else []
         if self.dialect != "430":
-            return "\n".join([DIALECTS[self.dialect], *self.uniforms, "out vec4 lathe_out;",
+            return "\n".join([DIALECTS[self.dialect], *self.uniforms, *split, "out vec4 lathe_out;",
                               *(h.strip() for h in self.helpers.values()), body]) + "\n"
         # a compute shader: the same body, one invocation per output texel, stored with imageStore. Why
         # compute on desktop GL: some GPUs shade pixels on a few of their units only (the H100 on 2 of 66
         # TPCs) but run compute shaders on all of them
         w, h = tex_shape(self.outputs[0].size)
+        inside = f"lathe_row0 + lathe_xy.y >= {h} || lathe_xy.y >= {self.rows}" if split else f"lathe_xy.y >= {h}"
         main = ("void main() {\n  lathe_xy = ivec2(gl_GlobalInvocationID.xy);\n"
-                f"  if (lathe_xy.x >= {w} || lathe_xy.y >= {h}) return;\n"
+                f"  if (lathe_xy.x >= {w} || {inside}) return;\n"
                 "  if (lathe_main()) imageStore(lathe_image, lathe_xy, lathe_out);\n}")
         return "\n".join([DIALECTS["430"], "layout(local_size_x = {}, local_size_y = {}) in;".format(*COMPUTE_GROUP),
                           "layout(rgba32f, binding = 0) uniform writeonly image2D lathe_image;", *self.uniforms,
-                          "ivec2 lathe_xy;", "vec4 lathe_out;", *(h.strip() for h in self.helpers.values()),
+                          *split, "ivec2 lathe_xy;", "vec4 lathe_out;", *(h.strip() for h in self.helpers.values()),
                           body.replace("void main()", "bool lathe_main()", 1)[:-1] + "  return true;\n}",
                           main]) + "\n"
 
@@ -174,10 +189,17 @@ class GLSLRenderer(CStyleRenderer):
         if buffer.dtype not in self.types or buffer.dtype == "float64":
             raise UnsupportedError(f"kernel {self.func.name}: {buffer.name} is {buffer.dtype}; GL textures hold "
                                    f"float32, and integers exactly within +-2^24")
-        w = tex_shape(buffer.size)[0]
+        w, rows, parts = tex_shape(buffer.size)[0], self.rows, self.parts(buffer)
+        shift = w.bit_length() - 1
+        if parts == 1:
+            self.define(f"lathe_texel_{name}", "vec4", "int t",
+                        f"return texelFetch({name}, ivec2(t & {w - 1}, t >> {shift}), 0);")
+            return f"uniform highp sampler2D {name};"
+        pick = " ".join(f"if (p == {j}) return texelFetch({name}_p{j}, xy, 0);" for j in range(parts - 1))
         self.define(f"lathe_texel_{name}", "vec4", "int t",
-                    f"return texelFetch({name}, ivec2(t & {w - 1}, t >> {w.bit_length() - 1}), 0);")
-        return f"uniform highp sampler2D {name};"
+                    f"int r = t >> {shift}; int p = r / {rows}; ivec2 xy = ivec2(t & {w - 1}, r - p * {rows}); "
+                    f"{pick} return texelFetch({name}_p{parts - 1}, xy, 0);")
+        return "\n".join(f"uniform highp sampler2D {name}_p{j};" for j in range(parts))
 
     # ------------------------------------------------------------------ statements
     def stmt_For(self, s: For) -> None:
@@ -187,10 +209,9 @@ class GLSLRenderer(CStyleRenderer):
         n = s.extent.value
         w = tex_shape(self.outputs[0].size)[0]
         v = self.name(s.var, s.var.name)
-        if self.dialect == "430":
-            self.emit(f"int {v} = lathe_xy.y * {w} + lathe_xy.x;")
-        else:
-            self.emit(f"int {v} = int(gl_FragCoord.y) * {w} + int(gl_FragCoord.x);")
+        x, y = ("lathe_xy.x", "lathe_xy.y") if self.dialect == "430" else ("int(gl_FragCoord.x)", "int(gl_FragCoord.y)")
+        row = f"(lathe_row0 + {y})" if self.parts(self.outputs[0]) > 1 else y
+        self.emit(f"int {v} = {row} * {w} + {x};")
         if n % w:
             self.emit(f"if ({v} >= {n}) {'return false' if self.dialect == '430' else 'discard'};")
         self.stmt(s.body)

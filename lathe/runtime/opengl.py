@@ -1,11 +1,11 @@
 """The `opengl` device: kernels as shaders over RGBA32F textures, through moderngl's headless EGL context.
 
 One context per process, created on first use. Each tensor lives in one texture (tex_shape layout: four
-consecutive elements per texel). Where the context has OpenGL 4.3, a kernel is a compute shader with one
-invocation per output texel, stored with imageStore; otherwise (or with `opengl -shader=fragment`) it is a
-fragment shader drawing one full-viewport triangle into its output's framebuffer, as on WebGL2. Both run
-the same generated body. Weights are uploaded once, intermediates stay on the GPU, and only the model's
-outputs are read back.
+consecutive elements per texel), or in parts of GL_MAX_TEXTURE_SIZE rows when it is taller. Where the
+context has OpenGL 4.3, a kernel is a compute shader with one invocation per output texel, stored with
+imageStore; otherwise (or with `opengl -shader=fragment`) it is a fragment shader drawing one
+full-viewport triangle into its output's framebuffer, as on WebGL2. Both run the same generated body.
+Weights are uploaded once, intermediates stay on the GPU, and only the model's outputs are read back.
 """
 
 from __future__ import annotations
@@ -90,35 +90,45 @@ def splits_reductions(target: Target | str | None) -> bool:
     return shader_kind(target) == "compute" and not cpu
 
 
-def new_texture(n: int, data: np.ndarray | None = None, shape: tuple = (1, 1)):
-    """A texture for n elements (at least `shape` texels wide and high), filled with `data` when given."""
-    ctx = context()
-    limit = ctx.info["GL_MAX_TEXTURE_SIZE"]
+def max_rows() -> int:
+    """Texel rows per texture: GL_MAX_TEXTURE_SIZE. A taller tensor is stored in parts (GLSLRenderer rows)."""
+    return context().info["GL_MAX_TEXTURE_SIZE"]
+
+
+def new_textures(n: int, data: np.ndarray | None = None, shape: tuple = (1, 1)) -> list:
+    """The textures for n elements (at least `shape` texels wide and high): one, or parts of max_rows() rows
+    when taller; filled with `data` when given."""
+    ctx, rows = context(), max_rows()
     w, h = map(max, tex_shape(n), shape)
-    if h > limit:
-        raise TargetError(f"target opengl: a tensor of {n} elements needs a {w}x{h} texture, over "
-                          f"GL_MAX_TEXTURE_SIZE {limit}")
-    tex = ctx.texture((w, h), TEXEL, dtype="f4")
-    tex.filter = (0x2600, 0x2600)  # GL_NEAREST
+    if w > ctx.info["GL_MAX_TEXTURE_SIZE"]:
+        raise TargetError(f"target opengl: textures {w} texels wide exceed GL_MAX_TEXTURE_SIZE "
+                          f"{ctx.info['GL_MAX_TEXTURE_SIZE']}")
+    texs = [ctx.texture((w, min(rows, h - r)), TEXEL, dtype="f4") for r in range(0, h, rows)]
+    for tex in texs:
+        tex.filter = (0x2600, 0x2600)  # GL_NEAREST
     if data is not None:
-        upload(tex, data)
-    return tex
+        upload(texs, data)
+    return texs
 
 
-def upload(tex, data: np.ndarray) -> None:
-    """Write data into its tex_shape corner of tex."""
+def upload(texs: list, data: np.ndarray) -> None:
+    """Write data into its tex_shape corner of the textures (rows in order across the parts)."""
     w, h = tex_shape(data.size)
     flat = np.zeros(w * h * TEXEL, np.float32)
     flat[:data.size] = np.asarray(data, np.float32).ravel()
-    tex.write(flat.tobytes(), viewport=(0, 0, w, h))
+    rows = max_rows()
+    for j, r in enumerate(range(0, h, rows)):
+        texs[j].write(flat[r * w * TEXEL:min(h, r + rows) * w * TEXEL].tobytes(), viewport=(0, 0, w, min(rows, h - r)))
 
 
-def download(tex, shape: tuple, dtype: str) -> np.ndarray:
+def download(texs: list, shape: tuple, dtype: str) -> np.ndarray:
     context()
     n = int(np.prod(shape, dtype=np.int64))
     w, h = tex_shape(n)
-    texels = np.frombuffer(tex.read(), np.float32).reshape(tex.height, tex.width, TEXEL)
-    return texels[:h, :w].ravel()[:n].astype(dtype).reshape(shape)
+    rows = max_rows()
+    flat = [np.frombuffer(texs[j].read(), np.float32).reshape(texs[j].height, texs[j].width, TEXEL)
+            [:min(rows, h - r), :w] for j, r in enumerate(range(0, h, rows))]
+    return np.concatenate(flat).ravel()[:n].astype(dtype).reshape(shape)
 
 
 class GLKernel:
@@ -126,7 +136,8 @@ class GLKernel:
 
     def __init__(self, func, shader: str = "fragment"):
         self.name, self.func, self.compute = func.name, func, shader == "compute"
-        renderer = GLSLRenderer("430" if self.compute else "330")
+        rows = max_rows()
+        renderer = GLSLRenderer("430" if self.compute else "330", rows)
         self.source = renderer.render(func)
         if renderer.outputs[0] is not func.params[-1]:
             raise TargetError(f"kernel {func.name}: on opengl the output must be the last argument")
@@ -136,45 +147,58 @@ class GLKernel:
                 _programs[self.source] = (ctx.compute_shader(self.source) if self.compute else
                                           ctx.program(vertex_shader=VERTEX, fragment_shader=self.source))
             except Exception as e:
+                key = "GL_MAX_COMPUTE_TEXTURE_IMAGE_UNITS" if self.compute else "GL_MAX_TEXTURE_IMAGE_UNITS"
+                samplers, limit = sum(renderer.parts(p) for p in func.params[:-1]), ctx.info.get(key, 16)
+                if samplers > limit:
+                    raise TargetError(f"kernel {func.name}: reads {samplers} textures (inputs taller than {rows} "
+                                      f"rows come in parts), over this GL's limit of {limit} per shader") from None
                 raise TargetError(f"kernel {func.name}: the GLSL shader does not compile: {e}") from None
         self.program = _programs[self.source]
-        self.units = []  # (texture unit, input position); the compiler drops a sampler the shader never reads
+        self.units = []  # (texture unit, input position, part); the compiler drops samplers the shader never reads
         for k, p in enumerate(func.params[:-1]):
-            uniform = self.program.get(renderer.names[id(p)][1], None)
-            if uniform is not None:
-                uniform.value = len(self.units)  # set once: a program keeps its uniforms
-                self.units.append((len(self.units), k))
+            for j, name in enumerate(renderer.samplers(p)):
+                uniform = self.program.get(name, None)
+                if uniform is not None:
+                    uniform.value = len(self.units)  # set once: a program keeps its uniforms
+                    self.units.append((len(self.units), k, j))
         w, h = tex_shape(func.params[-1].size)
-        self.groups = (-(-w // COMPUTE_GROUP[0]), -(-h // COMPUTE_GROUP[1]))
+        # one draw per part of the output: (its first row, its rows)
+        self.parts = [(r, min(rows, h - r)) for r in range(0, h, rows)]
+        self.row0 = self.program["lathe_row0"] if len(self.parts) > 1 else None
         self.vao = None if self.compute else context().vertex_array(self.program, [])
         self.fbos: dict = {}
 
     def run(self, textures: list) -> None:
-        out = textures[-1]
-        for unit, k in self.units:
-            textures[k].use(location=unit)
-        if self.compute:
-            out.bind_to_image(0, read=False, write=True)
-            self.program.run(*self.groups)
-            self.program.ctx.memory_barrier()  # the next kernel's texelFetch (or a read-back) sees the stores
-            return
-        fbo = self.fbos.get(id(out))
-        if fbo is None:  # a pooled texture may be larger than this output: draw only its corner
-            fbo = self.fbos[id(out)] = (context().framebuffer(color_attachments=[out]), out)
-            fbo[0].viewport = (0, 0, *tex_shape(self.func.params[-1].size))
-        fbo[0].use()
-        self.vao.render(mode=4, vertices=3)  # GL_TRIANGLES
+        """Read the inputs' textures (a list of parts per argument), write the output's."""
+        for unit, k, j in self.units:
+            textures[k][j].use(location=unit)
+        w = tex_shape(self.func.params[-1].size)[0]
+        for out, (row0, rows) in zip(textures[-1], self.parts):
+            if self.row0 is not None:
+                self.row0.value = row0
+            if self.compute:
+                out.bind_to_image(0, read=False, write=True)
+                self.program.run(-(-w // COMPUTE_GROUP[0]), -(-rows // COMPUTE_GROUP[1]))
+                self.program.ctx.memory_barrier()  # the next kernel's texelFetch (or a read-back) sees the stores
+                continue
+            fbo = self.fbos.get(id(out))
+            if fbo is None:  # a pooled texture may be larger than this output: draw only its corner
+                fbo = self.fbos[id(out)] = (self.program.ctx.framebuffer(color_attachments=[out]), out)
+                fbo[0].viewport = (0, 0, w, rows)
+            fbo[0].use()
+            self.vao.render(mode=4, vertices=3)  # GL_TRIANGLES
 
     def __call__(self, *arrays: np.ndarray) -> None:
         """NumPy in, NumPy out: the output (the last array) is filled in place, like the CPU kernels."""
         if len(arrays) != len(self.func.params):
             raise ArgumentError(f"kernel {self.name} takes {len(self.func.params)} arrays, got {len(arrays)}")
-        texs = [new_texture(a.size, a) for a in arrays[:-1]] + [new_texture(arrays[-1].size)]
+        texs = [new_textures(a.size, a) for a in arrays[:-1]] + [new_textures(arrays[-1].size)]
         self.run(texs)
         arrays[-1][...] = download(texs[-1], arrays[-1].shape, str(arrays[-1].dtype))
-        if id(texs[-1]) in self.fbos:  # these textures die now; a later one may reuse the id
-            self.fbos.pop(id(texs[-1]))[0].release()
-        for t in texs:
+        for t in texs[-1]:  # these textures die now; a later one may reuse the id
+            if id(t) in self.fbos:
+                self.fbos.pop(id(t))[0].release()
+        for t in (t for parts in texs for t in parts):
             t.release()
 
 
@@ -191,16 +215,16 @@ class GLGraphModule(GraphModule):
         self._input_names = [i["name"] for i in spec["inputs"]]
         self._bufs = {i["name"]: np.zeros(i["shape"], i["dtype"]) for i in spec["inputs"]}
         sizes = {k: int(np.prod(v["shape"], dtype=np.int64)) for k, v in spec["values"].items()}
-        self._tex = {k: new_texture(a.size, a) for k, a in self._params.items()}  # weights: uploaded once
-        self._tex.update({name: new_texture(sizes[name]) for name in self._input_names})
+        self._tex = {k: new_textures(a.size, a) for k, a in self._params.items()}  # weights: uploaded once
+        self._tex.update({name: new_textures(sizes[name]) for name in self._input_names})
         # the memory plan's slots hold values never live at once (and never a kernel's input and output
         # together): one texture per slot, as tall as its largest value
-        pool = {slot: new_texture(1, shape=wh) for slot, wh in slot_shapes(spec, sizes).items()}
+        pool = {slot: new_textures(1, shape=wh) for slot, wh in slot_shapes(spec, sizes).items()}
         used = {a for st in spec["steps"] for a in st["args"]} | {o["name"] for o in spec["outputs"]}
         for name, n in sizes.items():
             if name not in self._tex and name in used:
                 slot = spec["slot_of"].get(name)
-                self._tex[name] = pool[slot] if slot is not None else new_texture(n)
+                self._tex[name] = pool[slot] if slot is not None else new_textures(n)
         self._steps = [(kernels[st["kernel"]], [self._tex[a] for a in st["args"]]) for st in spec["steps"]]
 
     def _execute(self) -> None:
