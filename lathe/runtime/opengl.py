@@ -161,7 +161,7 @@ class GLKernel:
                 if uniform is not None:
                     uniform.value = len(self.units)  # set once: a program keeps its uniforms
                     self.units.append((len(self.units), k, j))
-        w, h = tex_shape(func.params[-1].size)
+        self.width, h = tex_shape(func.params[-1].size)
         # one draw per part of the output: (its first row, its rows)
         self.parts = [(r, min(rows, h - r)) for r in range(0, h, rows)]
         self.row0 = self.program["lathe_row0"] if len(self.parts) > 1 else None
@@ -172,7 +172,7 @@ class GLKernel:
         """Read the inputs' textures (a list of parts per argument), write the output's."""
         for unit, k, j in self.units:
             textures[k][j].use(location=unit)
-        w = tex_shape(self.func.params[-1].size)[0]
+        w = self.width
         for out, (row0, rows) in zip(textures[-1], self.parts):
             if self.row0 is not None:
                 self.row0.value = row0
