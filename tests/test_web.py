@@ -74,6 +74,21 @@ def test_zoo_model_matches_onnxruntime(session, name: str) -> None:
     matches_ort(model, {model.graph.input[0].name: x}, session, name)
 
 
+def test_tensors_in_parts_match_onnxruntime(session, monkeypatch) -> None:
+    """Values taller than the plan's texture rows live in several textures: pretend WebGL allows 64 rows, so
+    EfficientNet-Lite0's activations (196 rows) and weights come in parts; the JS runtime writes, draws and
+    reads them part by part."""
+    from lathe.runtime import glplan
+
+    monkeypatch.setattr(glplan, "ROWS", 64)
+    zoo = pytest.importorskip("lathe.zoo")
+    model = zoo.get_model("efficientnet_lite0")
+    plan = lathe.compile(model, target="webgl").plan
+    assert max(len(v["textures"]) for v in plan["values"].values()) >= 4 and plan["rows"] == 64
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    matches_ort(model, {model.graph.input[0].name: x}, session, "efficientnet_lite0 in 64-row textures")
+
+
 def test_benchmark_times_in_browser(session) -> None:
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5000])],
@@ -174,7 +189,7 @@ def test_export_web_command_writes_a_verified_artifact(tmp_path) -> None:
         assert json.loads((wasm / "graph.json").read_text())["format"] == "lathe-wasm-1"
     model = tmp_path / "model" / "webgl"
     manifest = json.loads((model / "manifest.json").read_text())
-    assert manifest["format"] == "lathe-webgl-2"
+    assert manifest["format"] == "lathe-webgl-3"
     for f, digest in manifest["sha256"].items():
         assert hashlib.sha256((model / f).read_bytes()).hexdigest() == digest
     plan = json.loads((model / "graph.json").read_text())

@@ -1,7 +1,8 @@
 // lathe's WebGL2 runtime: runs a lathe `webgl` artifact (graph.json plan, params.bin, kernels.json).
 // Mirrors lathe/runtime/opengl.py: RGBA32F textures (four consecutive elements per texel) in the plan's
 // layout, weights uploaded once, memory-plan
-// slots shared as textures, one full-viewport triangle per kernel. Plain ES module, no dependencies.
+// slots shared as textures, one full-viewport triangle per kernel (per part of its output: a value taller
+// than plan.rows texel rows lives in several textures). Plain ES module, no dependencies.
 
 const VERTEX = `#version 300 es
 void main() { vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
@@ -47,7 +48,7 @@ export class Model {
   }
 
   constructor(gl, plan) {
-    if (plan.format !== 'lathe-webgl-2') throw new LatheError(`lathe: artifact format ${plan.format}, this runtime reads lathe-webgl-2 (recompile the model)`);
+    if (plan.format !== 'lathe-webgl-3') throw new LatheError(`lathe: artifact format ${plan.format}, this runtime reads lathe-webgl-3 (recompile the model)`);
     this.gl = gl; this.plan = plan;
     const limit = gl.getParameter(gl.MAX_TEXTURE_SIZE);
     this.textures = plan.textures.map((t, i) => {
@@ -87,9 +88,10 @@ export class Model {
     this.programs = programs.map(p => p.prog);
     this.steps = this.plan.steps.map(st => ({
       program: this.programs[st.program], width: st.width, rows: st.rows,
-      output: this.plan.values[st.output].texture,
-      samplers: Object.entries(st.samplers).map(([uniform, value]) =>
-        [gl.getUniformLocation(this.programs[st.program], uniform), this.plan.values[value].texture])
+      output: this.plan.values[st.output].textures,
+      row0: gl.getUniformLocation(this.programs[st.program], 'lathe_row0'),  // null: the output is one part
+      samplers: Object.entries(st.samplers).map(([uniform, [value, part]]) =>
+        [gl.getUniformLocation(this.programs[st.program], uniform), this.plan.values[value].textures[part]])
         .filter(([loc]) => loc !== null),  // the GLSL compiler drops samplers a shader never reads
     }));
   }
@@ -106,18 +108,22 @@ export class Model {
     }
   }
 
-  // data: Float32Array of v.size elements, written four per texel into v's texture in row-major texel order
+  // data: Float32Array of v.size elements, written four per texel into v's textures in row-major texel order
   write(v, data) {
-    const gl = this.gl, texels = Math.ceil(v.size / 4), full = Math.floor(texels / v.width);
-    const rest = texels - full * v.width;
+    const gl = this.gl, texels = Math.ceil(v.size / 4), perPart = this.plan.rows * v.width;
     if (data.length < texels * 4) {  // the last texel is partly padding
       const padded = new Float32Array(texels * 4);
       padded.set(data);
       data = padded;
     }
-    gl.bindTexture(gl.TEXTURE_2D, this.textures[v.texture]);
-    if (full) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, v.width, full, gl.RGBA, gl.FLOAT, data, 0);
-    if (rest) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, full, rest, 1, gl.RGBA, gl.FLOAT, data, full * v.width * 4);
+    v.textures.forEach((tex, part) => {
+      const first = part * perPart, n = Math.min(perPart, texels - first);
+      const full = Math.floor(n / v.width), rest = n - full * v.width;
+      gl.bindTexture(gl.TEXTURE_2D, this.textures[tex]);
+      if (full) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, v.width, full, gl.RGBA, gl.FLOAT, data, first * 4);
+      if (rest) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, full, rest, 1, gl.RGBA, gl.FLOAT, data,
+                                 (first + full * v.width) * 4);
+    });
   }
 
   setInput(name, data) {
@@ -149,16 +155,19 @@ export class Model {
   }
 
   draw(st) {
-    const gl = this.gl;
-    gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(st.output));
-    gl.viewport(0, 0, st.width, st.rows);  // the output's corner of a pooled texture
+    const gl = this.gl, rows = this.plan.rows;
     gl.useProgram(st.program);
     st.samplers.forEach(([loc, tex], unit) => {
       gl.activeTexture(gl.TEXTURE0 + unit);
       gl.bindTexture(gl.TEXTURE_2D, this.textures[tex]);
       gl.uniform1i(loc, unit);
     });
-    gl.drawArrays(gl.TRIANGLES, 0, 3);
+    st.output.forEach((tex, part) => {  // one draw per part of the output, lathe_row0 its first texel row
+      gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(tex));
+      gl.viewport(0, 0, st.width, Math.min(rows, st.rows - part * rows));  // the output's corner of a pooled texture
+      if (st.row0 !== null) gl.uniform1i(st.row0, part * rows);
+      gl.drawArrays(gl.TRIANGLES, 0, 3);
+    });
   }
 
   // milliseconds per step (median of `repeat`): each kernel drawn alone and waited for by reading one texel
@@ -184,8 +193,11 @@ export class Model {
     const n = count ?? v.size, texels = Math.ceil(n / 4);
     const rows = Math.ceil(texels / v.width), width = rows > 1 ? v.width : texels;
     const rgba = new Float32Array(width * rows * 4);
-    gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(v.texture));
-    gl.readPixels(0, 0, width, rows, gl.RGBA, gl.FLOAT, rgba);
+    for (let part = 0; part * this.plan.rows < rows; part++) {  // rows in order across the parts
+      gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(v.textures[part]));
+      gl.readPixels(0, 0, width, Math.min(this.plan.rows, rows - part * this.plan.rows), gl.RGBA, gl.FLOAT, rgba,
+                    part * this.plan.rows * width * 4);
+    }
     return rgba.slice(0, n);  // a copy: callers send its whole .buffer
   }
 

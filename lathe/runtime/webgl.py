@@ -102,7 +102,7 @@ class WebGLGraphModule(InBrowser, GraphModule):
             with open(os.path.join(path, f), "rb") as fh:
                 digests[f] = hashlib.sha256(fh.read()).hexdigest()
         with open(os.path.join(path, "manifest.json"), "w") as fh:
-            json.dump({"format": "lathe-webgl-2", "sha256": digests}, fh, indent=1)
+            json.dump({"format": "lathe-webgl-3", "sha256": digests}, fh, indent=1)
 
 
 def graph_from_funcs(spec: dict, params: dict, funcs: list) -> WebGLGraphModule:
