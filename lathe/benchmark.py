@@ -58,15 +58,21 @@ def interleaved(fns: dict, runs: int, blocks: int = 5, warmup: int = 5) -> dict:
 
 
 def save_json(path: str, name: str, payload: dict) -> str:
-    """Write payload plus date, git commit and machine description; returns the path."""
+    """Write payload plus date, git commit (and whether tracked files differ from it) and machine description;
+    returns the path. LATHE_COMMIT names the commit where git cannot: a copy of a working tree on another
+    machine carries whatever .git it was given."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
+    commit, dirty = os.environ.get("LATHE_COMMIT", ""), None
+    if not commit:
+        try:
+            git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
+            commit, dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "-uno"))
+        except OSError:
+            pass
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    head = {"benchmark": name, "date": stamp, "commit": commit, **({"dirty": dirty} if dirty is not None else {})}
     with open(path, "w") as fh:
-        json.dump({"benchmark": name, "date": stamp, "commit": commit, "machine": machine(), **payload}, fh, indent=1)
+        json.dump({**head, "machine": machine(), **payload}, fh, indent=1)
     return path
 
 

@@ -131,3 +131,20 @@ def test_profile_times_every_kernel_in_order(target):
     rows = mod.profile({"x": np.ones((1, 3, 16, 16), np.float32)}, repeat=3)
     assert [r["kernel"] for r in rows] == [st["kernel"] for st in mod.spec["steps"]] and len(rows) >= 2
     assert all(r["ms"] > 0 for r in rows) and abs(sum(r["percent"] for r in rows) - 100) < 1e-6
+
+
+def test_benchmark_json_records_its_commit(tmp_path, monkeypatch):
+    """Results name the commit they ran: git's HEAD and whether tracked files differ from it, or LATHE_COMMIT
+    where the tree is a copy whose .git is stale (the GPU machine)."""
+    import json
+    import subprocess
+
+    from lathe.benchmark import save_json
+
+    monkeypatch.delenv("LATHE_COMMIT", raising=False)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    got = json.load(open(save_json(str(tmp_path / "a.json"), "t", {"x": 1})))
+    assert got["commit"] == head and isinstance(got.get("dirty", False), bool) and got["x"] == 1
+    monkeypatch.setenv("LATHE_COMMIT", "924de88")
+    got = json.load(open(save_json(str(tmp_path / "b.json"), "t", {})))
+    assert got["commit"] == "924de88" and "dirty" not in got
