@@ -62,10 +62,12 @@ def save_json(path: str, name: str, payload: dict) -> str:
     returns the path. LATHE_COMMIT names the commit where git cannot: a copy of a working tree on another
     machine carries whatever .git it was given."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+
     commit, dirty = os.environ.get("LATHE_COMMIT", ""), None
     if not commit:
         try:
-            git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
             commit, dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "-uno"))
         except OSError:
             pass

@@ -48,6 +48,11 @@ def tex_shape(n: int) -> tuple[int, int]:
     return w, -(-texels // w)
 
 
+def row_parts(h: int, rows: int | None) -> list[tuple[int, int]]:
+    """(first row, rows) of each texture holding h texel rows when one texture may have at most `rows`."""
+    return [(r, min(rows, h - r)) for r in range(0, h, rows)] if rows else [(0, h)]
+
+
 def multiple_of(e: Expr, k: int) -> bool:
     """e is visibly a multiple of k: sums and products of constant multiples (and guarded selects of them)."""
     if isinstance(e, Const):
@@ -129,8 +134,7 @@ class GLSLRenderer(CStyleRenderer):
 
     def parts(self, buffer) -> int:
         """How many textures hold `buffer`."""
-        h = tex_shape(buffer.size)[1]
-        return -(-h // self.rows) if self.rows and h > self.rows else 1
+        return len(row_parts(tex_shape(buffer.size)[1], self.rows))
 
     def samplers(self, buffer) -> list[str]:
         """The shader's sampler names for an input, one per part."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lathe.codegen.glsl import TEXEL, GLSLRenderer, tex_shape
+from lathe.codegen.glsl import TEXEL, GLSLRenderer, row_parts, tex_shape
 from lathe.errors import TargetError
 
 ALIGN = 64  # bytes between parameters in the blob: every Float32Array view stays aligned
@@ -51,8 +51,7 @@ def build_plan(spec: dict, params: dict, funcs: list, dialect: str = "es",
     def texture(shape: tuple) -> list[int]:
         """The textures (parts of at most `rows` rows) of one width x height texture."""
         first = len(textures)
-        textures.extend({"width": shape[0], "height": min(rows, shape[1] - r), "channels": TEXEL}
-                        for r in range(0, shape[1], rows))
+        textures.extend({"width": shape[0], "height": n, "channels": TEXEL} for _, n in row_parts(shape[1], rows))
         return list(range(first, len(textures)))
 
     values: dict = {}
@@ -73,7 +72,7 @@ def build_plan(spec: dict, params: dict, funcs: list, dialect: str = "es",
         if name not in values and name in used:
             slot = spec["slot_of"].get(name)
             texs = slot_texture[slot] if slot is not None else texture(tex_shape(sizes[name]))
-            values[name] = {"textures": texs[:-(-tex_shape(sizes[name])[1] // rows)], "size": sizes[name]}
+            values[name] = {"textures": texs[:len(row_parts(tex_shape(sizes[name])[1], rows))], "size": sizes[name]}
     for name, v in values.items():
         v["width"], v["height"] = tex_shape(v["size"])  # the value's corner of its textures, rows across parts
         v["shape"] = list(spec["values"][name]["shape"]) if name in spec["values"] else list(params[name].shape)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lathe.codegen.glsl import COMPUTE_GROUP, TEXEL, GLSLRenderer, tex_shape
+from lathe.codegen.glsl import COMPUTE_GROUP, TEXEL, GLSLRenderer, row_parts, tex_shape
 from lathe.errors import ArgumentError, TargetError
 from lathe.runtime.glplan import slot_shapes
 from lathe.runtime.graph_module import GraphModule
@@ -84,15 +84,15 @@ def splits_reductions(target: Target | str | None) -> bool:
     split = target.attrs.get("split", "auto")
     if split not in ("0", "1", "auto"):
         raise TargetError(f"target {target}: -split must be 0, 1 or auto, not {split!r}")
+    compute = shader_kind(target) == "compute"
     if split != "auto":
-        return split == "1" and shader_kind(target) == "compute"
-    cpu = any(name in context().info["GL_RENDERER"] for name in CPU_RASTERIZERS)
-    return shader_kind(target) == "compute" and not cpu
+        return split == "1" and compute
+    return compute and not any(name in context().info["GL_RENDERER"] for name in CPU_RASTERIZERS)
 
 
 def max_rows() -> int:
     """Texel rows per texture: GL_MAX_TEXTURE_SIZE. A taller tensor is stored in parts (GLSLRenderer rows)."""
-    return context().info["GL_MAX_TEXTURE_SIZE"]
+    return (_ctx if _ctx is not None else context()).info["GL_MAX_TEXTURE_SIZE"]  # no make-current per upload
 
 
 def new_textures(n: int, data: np.ndarray | None = None, shape: tuple = (1, 1)) -> list:
@@ -103,7 +103,7 @@ def new_textures(n: int, data: np.ndarray | None = None, shape: tuple = (1, 1)) 
     if w > ctx.info["GL_MAX_TEXTURE_SIZE"]:
         raise TargetError(f"target opengl: textures {w} texels wide exceed GL_MAX_TEXTURE_SIZE "
                           f"{ctx.info['GL_MAX_TEXTURE_SIZE']}")
-    texs = [ctx.texture((w, min(rows, h - r)), TEXEL, dtype="f4") for r in range(0, h, rows)]
+    texs = [ctx.texture((w, n), TEXEL, dtype="f4") for _, n in row_parts(h, rows)]
     for tex in texs:
         tex.filter = (0x2600, 0x2600)  # GL_NEAREST
     if data is not None:
@@ -116,18 +116,16 @@ def upload(texs: list, data: np.ndarray) -> None:
     w, h = tex_shape(data.size)
     flat = np.zeros(w * h * TEXEL, np.float32)
     flat[:data.size] = np.asarray(data, np.float32).ravel()
-    rows = max_rows()
-    for j, r in enumerate(range(0, h, rows)):
-        texs[j].write(flat[r * w * TEXEL:min(h, r + rows) * w * TEXEL].tobytes(), viewport=(0, 0, w, min(rows, h - r)))
+    for tex, (r, n) in zip(texs, row_parts(h, max_rows())):
+        tex.write(flat[r * w * TEXEL:(r + n) * w * TEXEL].tobytes(), viewport=(0, 0, w, n))
 
 
 def download(texs: list, shape: tuple, dtype: str) -> np.ndarray:
     context()
     n = int(np.prod(shape, dtype=np.int64))
     w, h = tex_shape(n)
-    rows = max_rows()
-    flat = [np.frombuffer(texs[j].read(), np.float32).reshape(texs[j].height, texs[j].width, TEXEL)
-            [:min(rows, h - r), :w] for j, r in enumerate(range(0, h, rows))]
+    flat = [np.frombuffer(tex.read(), np.float32).reshape(tex.height, tex.width, TEXEL)[:n, :w]
+            for tex, (_, n) in zip(texs, row_parts(h, max_rows()))]
     return np.concatenate(flat).ravel()[:n].astype(dtype).reshape(shape)
 
 
@@ -163,7 +161,7 @@ class GLKernel:
                     self.units.append((len(self.units), k, j))
         self.width, h = tex_shape(func.params[-1].size)
         # one draw per part of the output: (its first row, its rows)
-        self.parts = [(r, min(rows, h - r)) for r in range(0, h, rows)]
+        self.parts = row_parts(h, rows)
         self.row0 = self.program["lathe_row0"] if len(self.parts) > 1 else None
         self.vao = None if self.compute else context().vertex_array(self.program, [])
         self.fbos: dict = {}
